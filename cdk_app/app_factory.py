@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
+import os
+
 import aws_cdk as cdk
 
+from cdk_app.compliance import apply_compliance_checks
 from cdk_app.config import load_config
 from cdk_app.platform_stack import RadStreamPlatformStack
 
 DEFAULT_STAGE = "dev"
+# Context keys (`cdk synth -c key=value`) that override the stage's configuration.
+OVERRIDE_KEYS = ("account", "region", "public_api_cidrs", "admin_role_arn", "use_s3_models")
+# Feature flags set in code (not only cdk.json) so `python app.py`, the CLI and the
+# tests synthesize the same templates.
+FEATURE_FLAGS: dict[str, object] = {
+    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
+    "@aws-cdk/aws-iam:minimizePolicies": True,
+    "@aws-cdk/core:checkSecretUsage": True,
+    "@aws-cdk/aws-ec2:restrictDefaultSecurityGroup": True,
+    "@aws-cdk/core:target-partitions": ["aws"],
+}
 
 
 def build_app(app: cdk.App | None = None) -> cdk.App:
-    app = app or cdk.App()
+    app = app or cdk.App(outdir=None if os.environ.get("CDK_OUTDIR") else "cdk.out")
+    for flag, value in FEATURE_FLAGS.items():
+        if app.node.try_get_context(flag) is None:
+            app.node.set_context(flag, value)
     stage = app.node.try_get_context("stage") or DEFAULT_STAGE
-    config = load_config(stage)
-    RadStreamPlatformStack(
+    overrides = {key: str(value) for key in OVERRIDE_KEYS if (value := app.node.try_get_context(key)) is not None}
+    config = load_config(stage, overrides)
+    stack = RadStreamPlatformStack(
         app,
         config.stack_name,
         config=config,
         env=cdk.Environment(account=config.account, region=config.region),
         description=f"RadStream Triton inference platform ({config.stage})",
     )
+    apply_compliance_checks(app, [stack])
     return app

@@ -1,33 +1,227 @@
-"""The one source of truth for names, ports and sizes, per stage.
+"""The one source of truth for names, ports, sizes and versions, per stage.
 
-Frozen dataclasses: constructs and the Kubernetes manifests read from here and
-nowhere else. ``load_config(stage)`` returns a stage's configuration.
+Frozen dataclasses: constructs and the Kubernetes objects read from here and
+nowhere else. ``load_config(stage, overrides)`` returns a stage's validated
+configuration; a configuration that cannot work raises ``ConfigError`` with one
+line naming the field.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
 
 class ConfigError(ValueError):
     """A configuration that cannot work; the message names the field."""
 
 
+# GPUs per instance type, for the GPU families RadStream supports. A type not in
+# this table is rejected: a node group of an unknown type could hold no GPU at all.
+GPU_INSTANCE_GPUS: dict[str, int] = {
+    **{f"g4dn.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "g4dn.12xlarge": 4,
+    "g4dn.metal": 8,
+    **{f"g5.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "g5.12xlarge": 4,
+    "g5.24xlarge": 4,
+    "g5.48xlarge": 8,
+    **{f"g6.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "g6.12xlarge": 4,
+    "g6.24xlarge": 4,
+    "g6.48xlarge": 8,
+    **{f"g6e.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "g6e.12xlarge": 4,
+    "g6e.24xlarge": 4,
+    "g6e.48xlarge": 8,
+    "p4d.24xlarge": 8,
+    "p5.48xlarge": 8,
+}
+LOG_RETENTION_DAYS = (30, 90, 180, 365, 731, 2192)
+GPU_FAMILIES = tuple(sorted({name.split(".")[0] for name in GPU_INSTANCE_GPUS}))
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_QUANTITY = re.compile(r"^(\d+(\.\d+)?)(m|Ki|Mi|Gi|Ti)?$")
+_QUANTITY_FACTORS = {None: Decimal(1), "m": Decimal("0.001"), "Ki": Decimal(1024), "Mi": Decimal(1024**2)}
+_QUANTITY_FACTORS |= {"Gi": Decimal(1024**3), "Ti": Decimal(1024**4)}
+
+
+def quantity_value(quantity: str, field_name: str) -> Decimal:
+    """A Kubernetes quantity ("500m", "8Gi", "2") as a number of base units."""
+    match = _QUANTITY.match(quantity)
+    if match is None:
+        raise ConfigError(f"{field_name}={quantity!r} is not a Kubernetes quantity like 500m, 2 or 8Gi")
+    return Decimal(match.group(1)) * _QUANTITY_FACTORS[match.group(3)]
+
+
+def scale_quantity(quantity: str, factor: Decimal) -> str:
+    """``quantity`` times ``factor``, as milli-CPU for CPU and Mi for memory."""
+    match = _QUANTITY.match(quantity)
+    if match is None:
+        raise ConfigError(f"{quantity!r} is not a Kubernetes quantity")
+    unit = match.group(3)
+    if unit in (None, "m"):
+        millis = quantity_value(quantity, "cpu") * 1000 * factor
+        return f"{int(millis)}m"
+    mebibytes = quantity_value(quantity, "memory") / (1024**2) * factor
+    return f"{int(mebibytes)}Mi"
+
+
 @dataclass(frozen=True)
-class TritonServiceConfig:
+class NetworkConfig:
+    vpc_cidr: str = "10.42.0.0/16"
+    max_azs: int = 2
+    nat_gateways: int = 1
+    flow_log_retention_days: int = 365
+
+
+@dataclass(frozen=True)
+class NodeGroupConfig:
+    name: str
+    instance_types: tuple[str, ...]
+    min_size: int
+    max_size: int
+    desired_size: int
+    disk_size_gib: int
+    ami_type: str
+
+
+@dataclass(frozen=True)
+class AddonVersions:
+    """EKS add-on and Helm chart versions, pinned (verify against
+    `aws eks describe-addon-versions --kubernetes-version <v>` when upgrading)."""
+
+    vpc_cni: str = "v1.23.1-eksbuild.1"
+    coredns: str = "v1.14.7-eksbuild.11"
+    kube_proxy: str = "v1.36.0-eksbuild.25"
+    pod_identity_agent: str = "v1.4.0-eksbuild.2"
+    metrics_server: str = "v0.9.0-eksbuild.11"
+    cloudwatch_observability: str = "v6.7.0-eksbuild.1"
+    nvidia_device_plugin_chart: str = "0.20.1"
+    cluster_autoscaler_chart: str = "9.59.0"
+    # The chart still defaults to the 1.35 autoscaler; the image must match the cluster's minor.
+    cluster_autoscaler_image_tag: str = "v1.36.1"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    name: str = "radstream-cluster"
+    kubernetes_version: str = "1.36"
+    # Public API endpoint CIDRs; empty means a private-only endpoint.
+    public_api_cidrs: tuple[str, ...] = ()
+    admin_role_arn: str | None = None
+    system_nodes: NodeGroupConfig = NodeGroupConfig(  # noqa: RUF009 - frozen, so sharing is safe
+        name="system",
+        instance_types=("m6i.large",),
+        min_size=2,
+        max_size=4,
+        desired_size=2,
+        disk_size_gib=50,
+        ami_type="AL2023_x86_64_STANDARD",
+    )
+    gpu_nodes: NodeGroupConfig = NodeGroupConfig(  # noqa: RUF009 - frozen, so sharing is safe
+        name="gpu",
+        instance_types=("g5.xlarge",),
+        min_size=1,
+        max_size=4,
+        desired_size=1,
+        # The Triton image is ~15 GB uncompressed; room for two versions during a rollout.
+        disk_size_gib=100,
+        ami_type="AL2023_x86_64_NVIDIA",
+    )
+    gpu_taint_key: str = "nvidia.com/gpu"
+    gpu_taint_value: str = "true"
+    gpu_label_key: str = "k8s.amazonaws.com/accelerator"
+    addons: AddonVersions = field(default_factory=AddonVersions)
+
+    @property
+    def gpus_per_gpu_node(self) -> int:
+        """GPUs on the smallest instance type of the GPU node group."""
+        return min(GPU_INSTANCE_GPUS[t] for t in self.gpu_nodes.instance_types)
+
+    @property
+    def max_gpus(self) -> int:
+        return self.gpu_nodes.max_size * self.gpus_per_gpu_node
+
+    @property
+    def gpu_label_value(self) -> str:
+        return f"nvidia-{self.gpu_nodes.instance_types[0].split('.')[0]}"
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    repository_name: str = "radstream-triton"
+    keep_last_images: int = 10
+
+
+@dataclass(frozen=True)
+class ModelStoreConfig:
+    """Where Triton reads the model repository: baked into the image (default) or S3."""
+
+    use_s3: bool = False
+    s3_prefix: str = "model_repository"
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
     namespace: str = "radstream"
     deployment_name: str = "triton-inference-server"
     service_name: str = "triton-inference-service"
+    service_account_name: str = "triton-inference-server"
+    admin_key_secret_name: str = "triton-admin-key"  # noqa: S105 - a Secret name, not a secret
+    app_label: str = "triton-inference-server"
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
     ready_path: str = "/v2/health/ready"
     live_path: str = "/v2/health/live"
+    gpus_per_pod: int = 1
+    # Requests from the measured footprint (docs/tuning.md); limits are 1.5x requests.
+    cpu_request: str = "2"
+    memory_request: str = "8Gi"
+    limit_factor: Decimal = Decimal("1.5")
+    triton_exit_timeout_seconds: int = 25
+    pre_stop_sleep_seconds: int = 5
+    termination_grace_period_seconds: int = 45
+    startup_probe_period_seconds: int = 5
+    # 60 x 5 s: model loading (S3 download, warm-up) may take minutes on a cold node.
+    startup_probe_failure_threshold: int = 60
+    readiness_period_seconds: int = 5
+    liveness_period_seconds: int = 10
+    pdb_max_unavailable: int = 1
+    run_as_user: int = 10001
 
     @property
     def in_cluster_address(self) -> str:
         """The address Step Functions' callers use inside the cluster."""
         return f"{self.service_name}.{self.namespace}.svc.cluster.local:{self.http_port}"
+
+    @property
+    def cpu_limit(self) -> str:
+        return scale_quantity(self.cpu_request, self.limit_factor)
+
+    @property
+    def memory_limit(self) -> str:
+        return scale_quantity(self.memory_request, self.limit_factor)
+
+
+@dataclass(frozen=True)
+class AutoscalingConfig:
+    hpa_name: str = "triton-hpa"
+    min_replicas: int = 1
+    max_replicas: int = 4
+    cpu_target_percent: int = 70
+    scale_up_stabilization_seconds: int = 0
+    scale_up_max_pods_per_period: int = 4
+    scale_up_max_percent_per_period: int = 100
+    scale_up_period_seconds: int = 15
+    scale_down_stabilization_seconds: int = 300
+    scale_down_max_pods_per_period: int = 1
+    scale_down_period_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -35,23 +229,172 @@ class PlatformConfig:
     stage: str
     region: str = "us-east-1"
     account: str | None = None
-    cluster_name: str = "radstream-cluster"
-    ecr_repository_name: str = "radstream-triton"
-    triton: TritonServiceConfig = field(default_factory=TritonServiceConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    model_store: ModelStoreConfig = field(default_factory=ModelStoreConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
 
     @property
     def stack_name(self) -> str:
         return f"RadStream-{self.stage}"
 
+    @property
+    def triton(self) -> WorkloadConfig:
+        return self.workload
+
+    def validate(self) -> PlatformConfig:
+        _validate(self)
+        return self
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _validate_cidr(value: str, field_name: str) -> ipaddress.IPv4Network:
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as error:
+        raise ConfigError(f"{field_name}: {value!r} is not a valid IPv4 CIDR ({error})") from None
+    return network
+
+
+def _validate_node_group(group: NodeGroupConfig, field_name: str) -> None:
+    _require(bool(group.instance_types), f"{field_name}.instance_types must not be empty")
+    _require(group.min_size >= 0, f"{field_name}.min_size={group.min_size} must be >= 0")
+    _require(
+        group.min_size <= group.max_size,
+        f"{field_name}.min_size={group.min_size} is above {field_name}.max_size={group.max_size}",
+    )
+    _require(
+        group.min_size <= group.desired_size <= group.max_size,
+        f"{field_name}.desired_size={group.desired_size} is outside [{group.min_size}, {group.max_size}]",
+    )
+    _require(group.disk_size_gib >= 20, f"{field_name}.disk_size_gib={group.disk_size_gib} is below 20")
+
+
+def _validate(config: PlatformConfig) -> None:
+    _require(_NAME.match(config.stage) is not None, f"stage={config.stage!r} must be a DNS label")
+    vpc = _validate_cidr(config.network.vpc_cidr, "network.vpc_cidr")
+    _require(16 <= vpc.prefixlen <= 20, f"network.vpc_cidr={vpc} must be a /16 to /20")
+    _require(
+        config.network.flow_log_retention_days in LOG_RETENTION_DAYS,
+        f"network.flow_log_retention_days={config.network.flow_log_retention_days} must be one of "
+        f"{list(LOG_RETENTION_DAYS)}",
+    )
+    _require(config.network.max_azs >= 2, f"network.max_azs={config.network.max_azs} must be >= 2")
+
+    cluster = config.cluster
+    for index, cidr in enumerate(cluster.public_api_cidrs):
+        network = _validate_cidr(cidr, f"cluster.public_api_cidrs[{index}]")
+        _require(network.prefixlen > 0, f"cluster.public_api_cidrs[{index}]={cidr} would open the API to the internet")
+    if config.stage == "prod":
+        _require(
+            not cluster.public_api_cidrs,
+            f"cluster.public_api_cidrs={list(cluster.public_api_cidrs)}: the prod API endpoint is private only",
+        )
+    if cluster.admin_role_arn is not None:
+        _require(
+            _ROLE_ARN.match(cluster.admin_role_arn) is not None,
+            f"cluster.admin_role_arn={cluster.admin_role_arn!r} is not an IAM role ARN",
+        )
+    _validate_node_group(cluster.system_nodes, "cluster.system_nodes")
+    _validate_node_group(cluster.gpu_nodes, "cluster.gpu_nodes")
+    for instance_type in cluster.gpu_nodes.instance_types:
+        _require(
+            instance_type in GPU_INSTANCE_GPUS,
+            f"cluster.gpu_nodes.instance_types: {instance_type!r} is not a known GPU instance type "
+            f"(families: {', '.join(GPU_FAMILIES)})",
+        )
+
+    workload = config.workload
+    for name in ("namespace", "deployment_name", "service_name", "service_account_name", "admin_key_secret_name"):
+        value = getattr(workload, name)
+        _require(_NAME.match(value) is not None, f"workload.{name}={value!r} is not a DNS label")
+    ports = (workload.http_port, workload.grpc_port, workload.metrics_port)
+    _require(len(set(ports)) == 3, f"workload ports {ports} must differ")
+    _require(all(1 <= p <= 65535 for p in ports), f"workload ports {ports} must be 1-65535")
+    quantity_value(workload.cpu_request, "workload.cpu_request")
+    quantity_value(workload.memory_request, "workload.memory_request")
+    _require(workload.limit_factor >= 1, f"workload.limit_factor={workload.limit_factor} must be >= 1")
+    _require(workload.gpus_per_pod >= 1, f"workload.gpus_per_pod={workload.gpus_per_pod} must be >= 1")
+    _require(
+        workload.gpus_per_pod <= cluster.gpus_per_gpu_node,
+        f"workload.gpus_per_pod={workload.gpus_per_pod} exceeds the {cluster.gpus_per_gpu_node} GPU(s) "
+        f"of a {cluster.gpu_nodes.instance_types[0]} node",
+    )
+    drain_budget = workload.pre_stop_sleep_seconds + workload.triton_exit_timeout_seconds
+    _require(
+        workload.termination_grace_period_seconds > drain_budget,
+        f"workload.termination_grace_period_seconds={workload.termination_grace_period_seconds} must exceed "
+        f"pre_stop_sleep_seconds + triton_exit_timeout_seconds = {drain_budget}",
+    )
+    _require(
+        workload.pdb_max_unavailable >= 1,
+        f"workload.pdb_max_unavailable={workload.pdb_max_unavailable} would block every node drain",
+    )
+
+    scaling = config.autoscaling
+    _require(scaling.min_replicas >= 1, f"autoscaling.min_replicas={scaling.min_replicas} must be >= 1")
+    _require(
+        scaling.min_replicas <= scaling.max_replicas,
+        f"autoscaling.min_replicas={scaling.min_replicas} is above autoscaling.max_replicas={scaling.max_replicas}",
+    )
+    _require(
+        1 <= scaling.cpu_target_percent <= 100,
+        f"autoscaling.cpu_target_percent={scaling.cpu_target_percent} must be 1-100",
+    )
+    needed = scaling.max_replicas * workload.gpus_per_pod
+    _require(
+        needed <= cluster.max_gpus,
+        f"autoscaling.max_replicas x workload.gpus_per_pod = {needed} GPUs exceeds the GPU node group's maximum "
+        f"of {cluster.max_gpus} (cluster.gpu_nodes.max_size={cluster.gpu_nodes.max_size} x "
+        f"{cluster.gpus_per_gpu_node} per {cluster.gpu_nodes.instance_types[0]}): those pods would never schedule",
+    )
+
 
 STAGES: dict[str, PlatformConfig] = {
+    # dev: public API endpoint limited to the CIDRs given with -c public_api_cidrs=...
     "dev": PlatformConfig(stage="dev"),
-    "prod": PlatformConfig(stage="prod"),
+    # prod: private API endpoint only, NAT per AZ, two replicas minimum for availability.
+    "prod": PlatformConfig(
+        stage="prod",
+        network=NetworkConfig(nat_gateways=2),
+        cluster=replace(
+            ClusterConfig(),
+            gpu_nodes=replace(ClusterConfig().gpu_nodes, min_size=2, max_size=5, desired_size=2),
+        ),
+        autoscaling=AutoscalingConfig(min_replicas=2, max_replicas=5),
+    ),
 }
 
 
-def load_config(stage: str) -> PlatformConfig:
+def load_config(stage: str, overrides: Mapping[str, str] | None = None) -> PlatformConfig:
+    """A stage's configuration with command-line overrides applied, validated.
+
+    Overrides (from ``cdk -c key=value``): ``account``, ``region``,
+    ``public_api_cidrs`` (comma-separated), ``admin_role_arn``, ``use_s3_models``.
+    """
     try:
-        return STAGES[stage]
+        config = STAGES[stage]
     except KeyError:
         raise ConfigError(f"stage={stage!r} is unknown; choose one of {', '.join(sorted(STAGES))}") from None
+    overrides = overrides or {}
+    if overrides.get("account"):
+        config = replace(config, account=overrides["account"])
+    if overrides.get("region"):
+        config = replace(config, region=overrides["region"])
+    cluster = config.cluster
+    if overrides.get("public_api_cidrs") is not None:
+        cidrs = tuple(c.strip() for c in str(overrides["public_api_cidrs"]).split(",") if c.strip())
+        cluster = replace(cluster, public_api_cidrs=cidrs)
+    if overrides.get("admin_role_arn"):
+        cluster = replace(cluster, admin_role_arn=overrides["admin_role_arn"])
+    config = replace(config, cluster=cluster)
+    if overrides.get("use_s3_models") is not None:
+        enabled = str(overrides["use_s3_models"]).lower() in ("1", "true", "yes")
+        config = replace(config, model_store=replace(config.model_store, use_s3=enabled))
+    return config.validate()

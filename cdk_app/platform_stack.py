@@ -5,18 +5,60 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
+from cdk_app.cluster import Cluster
 from cdk_app.config import PlatformConfig
+from cdk_app.inference_workload import BAKED_MODEL_REPOSITORY, InferenceWorkload
+from cdk_app.model_store import ModelStore
+from cdk_app.network import Network
+from cdk_app.registry import Registry
 
 
 class RadStreamPlatformStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: PlatformConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
+        self.network = Network(self, "Network", config=config.network, cluster_name=config.cluster.name)
+        self.registry = Registry(self, "Registry", config=config.registry)
+        self.cluster = Cluster(self, "Cluster", config=config.cluster, vpc=self.network.vpc)
+
+        model_repository = BAKED_MODEL_REPOSITORY
+        self.model_store: ModelStore | None = None
+        if config.model_store.use_s3:
+            self.model_store = ModelStore(self, "ModelStore", config=config.model_store)
+            model_repository = self.model_store.uri
+            identity = eks.CfnPodIdentityAssociation(
+                self,
+                "TritonModelStoreIdentity",
+                cluster_name=self.cluster.cluster.cluster_name,
+                namespace=config.workload.namespace,
+                service_account=config.workload.service_account_name,
+                role_arn=self.model_store.reader_role.role_arn,
+            )
+            identity.node.add_dependency(self.cluster.addons["eks-pod-identity-agent"])
+
+        self.workload = InferenceWorkload(
+            self,
+            "InferenceWorkload",
+            config=config,
+            cluster=self.cluster.cluster,
+            image_uri=self.registry.image_uri,
+            model_repository=model_repository,
+        )
+        # Pods need the image copied into radstream-triton, GPU nodes and the device plugin.
+        self.workload.node.add_dependency(self.registry.image_copy)
+        self.workload.node.add_dependency(self.cluster.gpu_nodes)
+        if self.model_store is not None:
+            self.workload.node.add_dependency(self.model_store.deployment)
+
+        cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster.cluster_name)
+        cdk.CfnOutput(self, "EcrRepositoryUri", value=self.registry.repository.repository_uri)
+        cdk.CfnOutput(self, "TritonImage", value=self.registry.image_uri)
         cdk.CfnOutput(
             self,
             "InferenceEndpoint",
-            value=f"http://{config.triton.in_cluster_address}",
+            value=f"http://{config.workload.in_cluster_address}",
             description="In-cluster Triton endpoint (HTTP) for Step Functions' callers",
         )

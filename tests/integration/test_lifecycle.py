@@ -9,13 +9,13 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
 from radstream_triton.cpu_repository import build_cpu_repository
 from radstream_triton.server import LocalTritonServer, free_port
 from tests.conftest import REPO_ROOT
-from tests.integration.pipeline_client import infer_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -26,24 +26,33 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(tmp_path, chest_x
     server.wait_ready()
     outcome: dict[str, object] = {}
 
+    batch = np.array([[chest_xray_bytes]] * 8, dtype=object)  # ~2 s of decoding on CPU
+    connected = threading.Event()
+
     def request() -> None:
         client = httpclient.InferenceServerClient(server.http_url, network_timeout=60)
         try:
-            outcome["findings"] = infer_pipeline(client, chest_xray_bytes)["FINDINGS"]
+            assert client.is_server_live()  # the keep-alive connection is open before SIGTERM
+            connected.set()
+            tensor = httpclient.InferInput("IMAGE_BYTES", [8, 1], "BYTES")
+            tensor.set_data_from_numpy(batch)
+            outcome["findings"] = client.infer("radstream_pipeline", [tensor]).as_numpy("FINDINGS")
         except Exception as error:
             outcome["error"] = error
         finally:
+            connected.set()
             client.close()
 
     worker = threading.Thread(target=request)
     worker.start()
-    time.sleep(0.05)  # the request is now in flight
+    assert connected.wait(timeout=30)
+    time.sleep(0.5)  # sent (loopback) and being decoded, far from done
     assert server.process is not None
     server.process.send_signal(signal.SIGTERM)
     worker.join(timeout=60)
     code = server.process.wait(timeout=30)
     assert "error" not in outcome, outcome.get("error")
-    assert outcome["findings"].shape == (1, 14)
+    assert outcome["findings"].shape == (8, 14)
     assert code == 0, server.log_tail()
 
 

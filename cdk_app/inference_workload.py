@@ -1,0 +1,32 @@
+"""Inference workload: applies the Kubernetes objects built by ``k8s_workload``
+(the same objects rendered into `k8s_manifests/`) to the cluster."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_eks_v2 as eks
+from constructs import Construct
+
+from cdk_app.config import PlatformConfig
+from cdk_app.k8s_workload import build_workload_objects
+
+BAKED_MODEL_REPOSITORY = "/opt/radstream/model_repository"
+
+
+class InferenceWorkload(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PlatformConfig,
+        cluster: eks.Cluster,
+        image_uri: str,
+        model_repository: str = BAKED_MODEL_REPOSITORY,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.objects = build_workload_objects(config, image_uri, model_repository)
+        namespace, *rest = self.objects
+        self.namespace = cluster.add_manifest("Namespace", namespace)
+        # One manifest resource for the rest: applied together, after the namespace exists.
+        self.workload = cluster.add_manifest("Workload", *rest)
+        self.workload.node.add_dependency(self.namespace)

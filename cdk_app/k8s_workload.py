@@ -1,0 +1,387 @@
+"""The Triton workload's Kubernetes objects, built as plain dicts from the config.
+
+One builder for both consumers: the CDK stack applies these objects to the
+cluster (with the real asset image, pinned by digest), and
+``cdk_app.render_manifests`` writes the same objects to ``k8s_manifests/`` for
+review and for static checks (kubernetes-validate, checkov).
+
+The admin key: the Deployment reads Secret ``workload.admin_key_secret_name``
+(key ``admin-key``) into ``TRITON_ADMIN_KEY`` through ``env.valueFrom.secretKeyRef``,
+because ``triton/start_triton.sh`` reads the key from its environment. The
+Secret is created by operators who need the admin APIs (``kubectl create secret
+generic triton-admin-key --from-literal=admin-key=...``); no secret value ever
+appears in these objects. It is ``optional``: without it start_triton.sh locks the
+admin APIs with a random key nobody knows, which is the safe default.
+
+AWS permissions come from EKS Pod Identity, which is bound to the
+ServiceAccount outside the cluster: the ServiceAccount needs no annotation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from cdk_app.config import PlatformConfig, WorkloadConfig
+
+Manifest = dict[str, Any]
+
+DEFAULT_MODEL_REPOSITORY: Final = "/opt/radstream/model_repository"
+# The entry's name inside the Secret, not a secret value.
+ADMIN_KEY_SECRET_KEY: Final = "admin-key"  # noqa: S105
+CONTAINER_NAME: Final = "triton"
+TRITON_LOG_LEVEL: Final = "info"
+# A pod must listen on its own IP; the local mode binds loopback instead.
+TRITON_BIND_ADDRESS: Final = "0.0.0.0"  # noqa: S104
+# Python backend stubs exchange tensors through /dev/shm; a memory-backed
+# emptyDir counts against the container's memory limit, hence the bound.
+SHM_SIZE_LIMIT: Final = "1Gi"
+TMP_SIZE_LIMIT: Final = "1Gi"
+REVISION_HISTORY_LIMIT: Final = 5
+# Namespaces whose pods may scrape Triton's metrics port.
+METRICS_SCRAPER_NAMESPACES: Final = ("amazon-cloudwatch", "monitoring")
+NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+
+
+def selector_labels(workload: WorkloadConfig) -> dict[str, str]:
+    """The Deployment's selector; immutable once applied, so kept minimal."""
+    return {"app.kubernetes.io/name": workload.app_label}
+
+
+PLATFORM_LABELS: Final = {"app.kubernetes.io/part-of": "radstream", "app.kubernetes.io/managed-by": "radstream-cdk"}
+
+
+def common_labels(workload: WorkloadConfig) -> dict[str, str]:
+    return {**selector_labels(workload), "app.kubernetes.io/component": "inference-server", **PLATFORM_LABELS}
+
+
+def _metadata(config: PlatformConfig, name: str, labels: dict[str, str] | None = None) -> Manifest:
+    labels = common_labels(config.workload) if labels is None else labels
+    return {"name": name, "namespace": config.workload.namespace, "labels": labels}
+
+
+def namespace(config: PlatformConfig) -> Manifest:
+    """The namespace, with Pod Security Admission enforcing the restricted profile."""
+    psa: dict[str, str] = {}
+    for mode in ("enforce", "audit", "warn"):
+        psa[f"pod-security.kubernetes.io/{mode}"] = "restricted"
+        psa[f"pod-security.kubernetes.io/{mode}-version"] = "latest"
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": config.workload.namespace,
+            "labels": {**PLATFORM_LABELS, **psa},
+        },
+    }
+
+
+def service_account(config: PlatformConfig) -> Manifest:
+    # Triton never calls the Kubernetes API: no token in the pod.
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(config, config.workload.service_account_name),
+        "automountServiceAccountToken": False,
+    }
+
+
+def _container_ports(workload: WorkloadConfig) -> list[Manifest]:
+    return [
+        {"name": "http", "containerPort": workload.http_port, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": workload.grpc_port, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": workload.metrics_port, "protocol": "TCP"},
+    ]
+
+
+def _container_env(workload: WorkloadConfig, model_repository: str) -> list[Manifest]:
+    """Every variable start_triton.sh reads, so the pod never relies on image defaults."""
+    admin_key = {
+        "secretKeyRef": {"name": workload.admin_key_secret_name, "key": ADMIN_KEY_SECRET_KEY, "optional": True}
+    }
+    return [
+        {"name": "MODEL_REPOSITORY", "value": model_repository},
+        {"name": "TRITON_HTTP_PORT", "value": str(workload.http_port)},
+        {"name": "TRITON_GRPC_PORT", "value": str(workload.grpc_port)},
+        {"name": "TRITON_METRICS_PORT", "value": str(workload.metrics_port)},
+        {"name": "TRITON_LOG_LEVEL", "value": TRITON_LOG_LEVEL},
+        {"name": "TRITON_EXIT_TIMEOUT_SECS", "value": str(workload.triton_exit_timeout_seconds)},
+        {"name": "TRITON_BIND_ADDRESS", "value": TRITON_BIND_ADDRESS},
+        {"name": "TRITON_ADMIN_KEY", "valueFrom": admin_key},
+    ]
+
+
+def _resources(workload: WorkloadConfig) -> Manifest:
+    # GPUs are extended resources: the request must equal the limit.
+    gpus = str(workload.gpus_per_pod)
+    return {
+        "requests": {"cpu": workload.cpu_request, "memory": workload.memory_request, "nvidia.com/gpu": gpus},
+        "limits": {"cpu": workload.cpu_limit, "memory": workload.memory_limit, "nvidia.com/gpu": gpus},
+    }
+
+
+def _probes(workload: WorkloadConfig) -> Manifest:
+    """Startup covers model loading; after it, readiness gates traffic and liveness restarts a hung server."""
+    return {
+        "startupProbe": {
+            "httpGet": {"path": workload.ready_path, "port": "http"},
+            "periodSeconds": workload.startup_probe_period_seconds,
+            "failureThreshold": workload.startup_probe_failure_threshold,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": workload.ready_path, "port": "http"},
+            "periodSeconds": workload.readiness_period_seconds,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": workload.live_path, "port": "http"},
+            "periodSeconds": workload.liveness_period_seconds,
+        },
+    }
+
+
+def _container_security_context() -> Manifest:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _pod_security_context(workload: WorkloadConfig) -> Manifest:
+    # The image's unprivileged user (triton/Dockerfile); fsGroup makes the emptyDirs writable to it.
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": workload.run_as_user,
+        "runAsGroup": workload.run_as_user,
+        "fsGroup": workload.run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container(workload: WorkloadConfig, image_uri: str, model_repository: str) -> Manifest:
+    return {
+        "name": CONTAINER_NAME,
+        "image": image_uri,
+        # The image is ~15 GB and pinned (digest in CDK): never pull it again for a restart.
+        "imagePullPolicy": "IfNotPresent",
+        "ports": _container_ports(workload),
+        "env": _container_env(workload, model_repository),
+        "resources": _resources(workload),
+        **_probes(workload),
+        # The sleep lets endpoints and load balancers drop the pod before Triton stops accepting requests.
+        "lifecycle": {"preStop": {"exec": {"command": ["/bin/sleep", str(workload.pre_stop_sleep_seconds)]}}},
+        "securityContext": _container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "dshm", "mountPath": "/dev/shm"}],  # noqa: S108
+    }
+
+
+def _volumes() -> list[Manifest]:
+    # The root filesystem is read-only; Triton writes only to /tmp and /dev/shm.
+    return [
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}},
+    ]
+
+
+def _topology_spread(workload: WorkloadConfig) -> list[Manifest]:
+    """Spread replicas over nodes and zones when capacity allows, never block scheduling on it."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": topology_key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector_labels(workload)},
+            # Count only the pods of the same revision, so a rollout does not skew the spread.
+            "matchLabelKeys": ["pod-template-hash"],
+        }
+        for topology_key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+    ]
+
+
+def _pod_spec(config: PlatformConfig, image_uri: str, model_repository: str) -> Manifest:
+    workload, cluster = config.workload, config.cluster
+    return {
+        "serviceAccountName": workload.service_account_name,
+        "automountServiceAccountToken": False,
+        # Service environment variables are noise to Triton and grow with every Service in the namespace.
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": workload.termination_grace_period_seconds,
+        "securityContext": _pod_security_context(workload),
+        # GPU nodes are tainted so only GPU workloads land there, and labelled so GPU workloads land nowhere else.
+        "nodeSelector": {cluster.gpu_label_key: cluster.gpu_label_value},
+        "tolerations": [
+            {
+                "key": cluster.gpu_taint_key,
+                "operator": "Equal",
+                "value": cluster.gpu_taint_value,
+                "effect": "NoSchedule",
+            }
+        ],
+        "topologySpreadConstraints": _topology_spread(workload),
+        "containers": [_container(workload, image_uri, model_repository)],
+        "volumes": _volumes(),
+    }
+
+
+def deployment(config: PlatformConfig, image_uri: str, model_repository: str = DEFAULT_MODEL_REPOSITORY) -> Manifest:
+    workload = config.workload
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(config, workload.deployment_name),
+        "spec": {
+            # The HPA owns the replica count after the first apply.
+            "replicas": config.autoscaling.min_replicas,
+            "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
+            "selector": {"matchLabels": selector_labels(workload)},
+            # Surge one new pod before removing an old one: capacity never drops during a rollout.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": common_labels(workload)},
+                "spec": _pod_spec(config, image_uri, model_repository),
+            },
+        },
+    }
+
+
+def service(config: PlatformConfig) -> Manifest:
+    workload = config.workload
+    named_ports = (("http", workload.http_port), ("grpc", workload.grpc_port), ("metrics", workload.metrics_port))
+    ports = [{"name": name, "port": port, "targetPort": name, "protocol": "TCP"} for name, port in named_ports]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(config, workload.service_name),
+        "spec": {"type": "ClusterIP", "selector": selector_labels(workload), "ports": ports},
+    }
+
+
+def pod_disruption_budget(config: PlatformConfig) -> Manifest:
+    workload = config.workload
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(config, workload.deployment_name),
+        "spec": {
+            "maxUnavailable": workload.pdb_max_unavailable,
+            "selector": {"matchLabels": selector_labels(workload)},
+            # A pod that never became ready serves nothing: let drains evict it.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def default_deny_ingress(config: PlatformConfig) -> Manifest:
+    """No pod in the namespace accepts traffic unless another policy allows it."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(config, "default-deny-ingress", dict(PLATFORM_LABELS)),
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+    }
+
+
+def triton_ingress(config: PlatformConfig) -> Manifest:
+    """Inference from the namespace and the VPC, metrics from the monitoring namespaces only.
+
+    The VPC CIDR covers the hook Lambdas and the kubelet's probes from the node.
+    """
+    workload = config.workload
+    inference_ports = [{"protocol": "TCP", "port": port} for port in (workload.http_port, workload.grpc_port)]
+    scrapers = {
+        "matchExpressions": [
+            {"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": list(METRICS_SCRAPER_NAMESPACES)}
+        ]
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(config, f"{workload.deployment_name}-ingress"),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(workload)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {}}, {"ipBlock": {"cidr": config.network.vpc_cidr}}],
+                    "ports": inference_ports,
+                },
+                {
+                    "from": [{"namespaceSelector": scrapers}],
+                    "ports": [{"protocol": "TCP", "port": workload.metrics_port}],
+                },
+            ],
+        },
+    }
+
+
+def _scaling_behavior(config: PlatformConfig) -> Manifest:
+    """Scale up at once (a GPU node takes minutes to join), scale down slowly (model load is costly)."""
+    scaling = config.autoscaling
+    return {
+        "scaleUp": {
+            "stabilizationWindowSeconds": scaling.scale_up_stabilization_seconds,
+            "selectPolicy": "Max",
+            "policies": [
+                {
+                    "type": "Pods",
+                    "value": scaling.scale_up_max_pods_per_period,
+                    "periodSeconds": scaling.scale_up_period_seconds,
+                },
+                {
+                    "type": "Percent",
+                    "value": scaling.scale_up_max_percent_per_period,
+                    "periodSeconds": scaling.scale_up_period_seconds,
+                },
+            ],
+        },
+        "scaleDown": {
+            "stabilizationWindowSeconds": scaling.scale_down_stabilization_seconds,
+            "policies": [
+                {
+                    "type": "Pods",
+                    "value": scaling.scale_down_max_pods_per_period,
+                    "periodSeconds": scaling.scale_down_period_seconds,
+                }
+            ],
+        },
+    }
+
+
+def horizontal_pod_autoscaler(config: PlatformConfig) -> Manifest:
+    scaling = config.autoscaling
+    cpu_target = {"type": "Utilization", "averageUtilization": scaling.cpu_target_percent}
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(config, scaling.hpa_name),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": config.workload.deployment_name},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": cpu_target}}],
+            "behavior": _scaling_behavior(config),
+        },
+    }
+
+
+def build_workload_objects(
+    config: PlatformConfig, image_uri: str, model_repository: str = DEFAULT_MODEL_REPOSITORY
+) -> list[Manifest]:
+    """The workload's objects in apply order.
+
+    ``image_uri`` may be a CDK token; ``model_repository`` is a path in the image or
+    an ``s3://`` URI (S3 mode), passed to start_triton.sh as MODEL_REPOSITORY.
+    """
+    if image_uri.endswith(":latest"):
+        raise ValueError(f"image_uri={image_uri!r}: pin a tag or digest, never latest")
+    return [
+        namespace(config),
+        service_account(config),
+        # Policies before the pods they guard, so no pod runs unprotected.
+        default_deny_ingress(config),
+        triton_ingress(config),
+        pod_disruption_budget(config),
+        service(config),
+        deployment(config, image_uri, model_repository),
+        horizontal_pod_autoscaler(config),
+    ]

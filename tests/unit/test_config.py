@@ -1,0 +1,122 @@
+"""A configuration that cannot work fails with one line naming the field."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+
+from cdk_app.config import STAGES, ConfigError, load_config
+
+
+def _gpu_nodes(**changes):
+    cluster = STAGES["dev"].cluster
+    return replace(STAGES["dev"], cluster=replace(cluster, gpu_nodes=replace(cluster.gpu_nodes, **changes)))
+
+
+def _autoscaling(**changes):
+    return replace(STAGES["dev"], autoscaling=replace(STAGES["dev"].autoscaling, **changes))
+
+
+def _workload(**changes):
+    return replace(STAGES["dev"], workload=replace(STAGES["dev"].workload, **changes))
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_shipped_stages_are_valid(stage):
+    config = load_config(stage)
+    assert config.autoscaling.max_replicas * config.workload.gpus_per_pod <= config.cluster.max_gpus
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            _autoscaling(max_replicas=5),
+            "autoscaling.max_replicas x workload.gpus_per_pod = 5 GPUs exceeds the GPU node group's maximum of 4 "
+            "(cluster.gpu_nodes.max_size=4 x 1 per g5.xlarge)",
+        ),
+        (_gpu_nodes(instance_types=("g5.12xlarge",), max_size=1), None),
+        (
+            _autoscaling(min_replicas=4, max_replicas=3),
+            "autoscaling.min_replicas=4 is above autoscaling.max_replicas=3",
+        ),
+        (_gpu_nodes(min_size=3, max_size=2), "cluster.gpu_nodes.min_size=3 is above cluster.gpu_nodes.max_size=2"),
+        (_gpu_nodes(desired_size=9), "cluster.gpu_nodes.desired_size=9 is outside [1, 4]"),
+        (
+            _gpu_nodes(instance_types=("m5.xlarge",)),
+            "cluster.gpu_nodes.instance_types: 'm5.xlarge' is not a known GPU instance type (families: g4dn, g5",
+        ),
+        (_workload(pdb_max_unavailable=0), "workload.pdb_max_unavailable=0 would block every node drain"),
+        (
+            _workload(termination_grace_period_seconds=20),
+            "workload.termination_grace_period_seconds=20 must exceed pre_stop_sleep_seconds + "
+            "triton_exit_timeout_seconds = 30",
+        ),
+        (_workload(gpus_per_pod=2), "workload.gpus_per_pod=2 exceeds the 1 GPU(s) of a g5.xlarge node"),
+        (_workload(cpu_request="two"), "workload.cpu_request='two' is not a Kubernetes quantity"),
+        (_workload(limit_factor=Decimal("0.5")), "workload.limit_factor=0.5 must be >= 1"),
+        (_workload(namespace="RadStream"), "workload.namespace='RadStream' is not a DNS label"),
+        (_workload(grpc_port=8000), "workload ports (8000, 8000, 8002) must differ"),
+        (
+            replace(STAGES["dev"], network=replace(STAGES["dev"].network, vpc_cidr="10.42.0.0/33")),
+            "network.vpc_cidr: '10.42.0.0/33' is not a valid IPv4 CIDR",
+        ),
+        (
+            replace(STAGES["dev"], network=replace(STAGES["dev"].network, max_azs=1)),
+            "network.max_azs=1 must be >= 2",
+        ),
+    ],
+)
+def test_unworkable_config_is_rejected_naming_the_field(config, message):
+    if message is None:  # a 4-GPU node: 4 replicas fit on one node
+        assert config.validate() is config
+        return
+    with pytest.raises(ConfigError) as caught:
+        config.validate()
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"public_api_cidrs": "10.0.0.300/32"},
+            "cluster.public_api_cidrs[0]: '10.0.0.300/32' is not a valid IPv4 CIDR",
+        ),
+        ({"public_api_cidrs": "10.0.0.1/24"}, "has host bits set"),
+        ({"public_api_cidrs": "0.0.0.0/0"}, "would open the API to the internet"),
+        ({"admin_role_arn": "arn:aws:iam::123:user/bob"}, "is not an IAM role ARN"),
+    ],
+)
+def test_bad_command_line_overrides_are_rejected(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config("dev", overrides)
+
+
+def test_prod_refuses_a_public_api_endpoint():
+    with pytest.raises(ConfigError, match="the prod API endpoint is private only"):
+        load_config("prod", {"public_api_cidrs": "198.51.100.0/24"})
+
+
+def test_overrides_apply():
+    config = load_config(
+        "dev",
+        {"public_api_cidrs": "198.51.100.0/24, 203.0.113.7/32", "account": "111122223333", "use_s3_models": "true"},
+    )
+    assert config.cluster.public_api_cidrs == ("198.51.100.0/24", "203.0.113.7/32")
+    assert config.account == "111122223333"
+    assert config.model_store.use_s3 is True
+
+
+def test_limits_are_one_and_a_half_times_requests():
+    workload = load_config("dev").workload
+    assert (workload.cpu_request, workload.cpu_limit) == ("2", "3000m")
+    assert (workload.memory_request, workload.memory_limit) == ("8Gi", "12288Mi")
+
+
+def test_unknown_stage():
+    with pytest.raises(ConfigError, match="stage='qa' is unknown; choose one of dev, prod"):
+        load_config("qa")
