@@ -1,17 +1,17 @@
 """The Triton workload's Kubernetes objects, built as plain dicts from the config.
 
 One builder for both consumers: the CDK stack applies these objects to the
-cluster (with the real asset image, pinned by digest), and
+cluster (with the real image, by its immutable asset-hash tag), and
 ``cdk_app.render_manifests`` writes the same objects to ``k8s_manifests/`` for
 review and for static checks (kubernetes-validate, checkov).
 
-The admin key: the Deployment reads Secret ``workload.admin_key_secret_name``
-(key ``admin-key``) into ``TRITON_ADMIN_KEY`` through ``env.valueFrom.secretKeyRef``,
-because ``triton/start_triton.sh`` reads the key from its environment. The
-Secret is created by operators who need the admin APIs (``kubectl create secret
-generic triton-admin-key --from-literal=admin-key=...``); no secret value ever
-appears in these objects. It is ``optional``: without it start_triton.sh locks the
-admin APIs with a random key nobody knows, which is the safe default.
+The admin key: the Deployment mounts Secret ``workload.admin_key_secret_name``
+(key ``admin-key``) as a read-only file and points ``TRITON_ADMIN_KEY_FILE`` at it
+(``triton/start_triton.sh`` reads it at start-up). Operators who need the admin
+APIs create the Secret (``kubectl create secret generic triton-admin-key
+--from-literal=admin-key=...``); no secret value ever appears in these objects.
+It is ``optional``: without it start_triton.sh locks the admin APIs with a random
+key nobody knows, which is the safe default.
 
 AWS permissions come from EKS Pod Identity, which is bound to the
 ServiceAccount outside the cluster: the ServiceAccount needs no annotation.
@@ -28,6 +28,7 @@ Manifest = dict[str, Any]
 DEFAULT_MODEL_REPOSITORY: Final = "/opt/radstream/model_repository"
 # The entry's name inside the Secret, not a secret value.
 ADMIN_KEY_SECRET_KEY: Final = "admin-key"  # noqa: S105
+ADMIN_KEY_MOUNT_PATH: Final = "/var/run/secrets/radstream"
 CONTAINER_NAME: Final = "triton"
 TRITON_LOG_LEVEL: Final = "info"
 # A pod must listen on its own IP; the local mode binds loopback instead.
@@ -95,9 +96,6 @@ def _container_ports(workload: WorkloadConfig) -> list[Manifest]:
 
 def _container_env(workload: WorkloadConfig, model_repository: str) -> list[Manifest]:
     """Every variable start_triton.sh reads, so the pod never relies on image defaults."""
-    admin_key = {
-        "secretKeyRef": {"name": workload.admin_key_secret_name, "key": ADMIN_KEY_SECRET_KEY, "optional": True}
-    }
     return [
         {"name": "MODEL_REPOSITORY", "value": model_repository},
         {"name": "TRITON_HTTP_PORT", "value": str(workload.http_port)},
@@ -106,7 +104,7 @@ def _container_env(workload: WorkloadConfig, model_repository: str) -> list[Mani
         {"name": "TRITON_LOG_LEVEL", "value": TRITON_LOG_LEVEL},
         {"name": "TRITON_EXIT_TIMEOUT_SECS", "value": str(workload.triton_exit_timeout_seconds)},
         {"name": "TRITON_BIND_ADDRESS", "value": TRITON_BIND_ADDRESS},
-        {"name": "TRITON_ADMIN_KEY", "valueFrom": admin_key},
+        {"name": "TRITON_ADMIN_KEY_FILE", "value": f"{ADMIN_KEY_MOUNT_PATH}/{ADMIN_KEY_SECRET_KEY}"},
     ]
 
 
@@ -162,7 +160,7 @@ def _container(workload: WorkloadConfig, image_uri: str, model_repository: str) 
     return {
         "name": CONTAINER_NAME,
         "image": image_uri,
-        # The image is ~15 GB and pinned (digest in CDK): never pull it again for a restart.
+        # The image is ~15 GB under an immutable tag: never pull it again for a restart.
         "imagePullPolicy": "IfNotPresent",
         "ports": _container_ports(workload),
         "env": _container_env(workload, model_repository),
@@ -171,15 +169,24 @@ def _container(workload: WorkloadConfig, image_uri: str, model_repository: str) 
         # The sleep lets endpoints and load balancers drop the pod before Triton stops accepting requests.
         "lifecycle": {"preStop": {"exec": {"command": ["/bin/sleep", str(workload.pre_stop_sleep_seconds)]}}},
         "securityContext": _container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "dshm", "mountPath": "/dev/shm"}],  # noqa: S108
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+            {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108
+            {"name": "admin-key", "mountPath": ADMIN_KEY_MOUNT_PATH, "readOnly": True},
+        ],
     }
 
 
-def _volumes() -> list[Manifest]:
+def _volumes(workload: WorkloadConfig) -> list[Manifest]:
     # The root filesystem is read-only; Triton writes only to /tmp and /dev/shm.
     return [
         {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE_LIMIT}},
+        # Optional: without the Secret the file is absent and the admin APIs stay locked.
+        {
+            "name": "admin-key",
+            "secret": {"secretName": workload.admin_key_secret_name, "optional": True, "defaultMode": 0o440},
+        },
     ]
 
 
@@ -219,7 +226,7 @@ def _pod_spec(config: PlatformConfig, image_uri: str, model_repository: str) -> 
         ],
         "topologySpreadConstraints": _topology_spread(workload),
         "containers": [_container(workload, image_uri, model_repository)],
-        "volumes": _volumes(),
+        "volumes": _volumes(config.workload),
     }
 
 

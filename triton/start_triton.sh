@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one way RadStream starts Triton: in the container and in the local mode.
-# Configuration comes from environment variables (defaults below); anything
+# Configuration comes from environment variables (defaults below; the admin key
+# from TRITON_ADMIN_KEY or the file named by TRITON_ADMIN_KEY_FILE); anything
 # passed as arguments is appended to the tritonserver command line.
 set -euo pipefail
 
@@ -75,6 +76,11 @@ esac
 
 command -v "$TRITONSERVER_BIN" >/dev/null || fail "TRITONSERVER_BIN=$TRITONSERVER_BIN is not an executable"
 
+# In Kubernetes the key arrives as a mounted Secret file (optional).
+TRITON_ADMIN_KEY_FILE="${TRITON_ADMIN_KEY_FILE:-}"
+if [[ -z "${TRITON_ADMIN_KEY:-}" && -n "$TRITON_ADMIN_KEY_FILE" && -r "$TRITON_ADMIN_KEY_FILE" ]]; then
+  TRITON_ADMIN_KEY="$(tr -d '\r\n' <"$TRITON_ADMIN_KEY_FILE")"
+fi
 if [[ -z "${TRITON_ADMIN_KEY:-}" ]]; then
   # No key configured: lock the admin APIs with a random key nobody knows.
   TRITON_ADMIN_KEY="$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')"

@@ -151,12 +151,15 @@ def test_environment_sets_every_start_triton_variable(container, config):
     assert env["TRITON_BIND_ADDRESS"] == "0.0.0.0"  # noqa: S104 - a pod listens on its own IP
 
 
-def test_admin_key_comes_from_an_optional_secret_never_from_the_manifest(container, config):
-    admin_key = next(item for item in container["env"] if item["name"] == "TRITON_ADMIN_KEY")
-    assert "value" not in admin_key
-    assert admin_key["valueFrom"] == {
-        "secretKeyRef": {"name": config.workload.admin_key_secret_name, "key": "admin-key", "optional": True}
-    }
+def test_admin_key_comes_from_an_optional_secret_file_never_from_the_manifest(container, pod_spec, config):
+    env = {item["name"]: item for item in container["env"]}
+    assert "TRITON_ADMIN_KEY" not in env
+    assert env["TRITON_ADMIN_KEY_FILE"]["value"] == "/var/run/secrets/radstream/admin-key"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "admin-key")
+    assert mount == {"name": "admin-key", "mountPath": "/var/run/secrets/radstream", "readOnly": True}
+    volume = next(v for v in pod_spec["volumes"] if v["name"] == "admin-key")
+    assert volume["secret"]["secretName"] == config.workload.admin_key_secret_name
+    assert volume["secret"]["optional"] is True
 
 
 def test_s3_model_repository_reaches_the_container(config):
@@ -184,12 +187,12 @@ def test_pod_meets_the_restricted_security_profile(pod_spec, container, config):
 
 
 def test_writable_paths_are_bounded_empty_dirs(pod_spec, container):
-    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    writable = {m["mountPath"]: m["name"] for m in container["volumeMounts"] if not m.get("readOnly")}
     volumes = {volume["name"]: volume for volume in pod_spec["volumes"]}
-    assert set(mounts) == {"/tmp", "/dev/shm"}
-    assert set(volumes) == set(mounts.values())
-    assert all("sizeLimit" in volume["emptyDir"] for volume in volumes.values())
-    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+    assert set(writable) == {"/tmp", "/dev/shm"}
+    assert {m["name"] for m in container["volumeMounts"]} == set(volumes)
+    assert all("sizeLimit" in volumes[name]["emptyDir"] for name in writable.values())
+    assert volumes[writable["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
 
 
 def test_grace_period_outlasts_the_pre_stop_sleep_and_triton_drain(pod_spec, container, config):

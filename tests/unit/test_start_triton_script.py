@@ -112,6 +112,16 @@ def test_exec_replaces_the_shell_so_signals_reach_the_server(fake_server):
     assert "admin APIs are locked with a random key" in stderr
 
 
+def test_admin_key_is_read_from_the_mounted_secret_file(fake_server, tmp_path):
+    key_file = tmp_path / "admin-key"
+    key_file.write_text("from-the-secret\n")
+    result = run_script(fake_server, TRITON_ADMIN_KEY="", TRITON_ADMIN_KEY_FILE=str(key_file))
+    assert any(a.endswith(":admin-key=from-the-secret") for a in result.stdout.splitlines())
+    missing = run_script(fake_server, TRITON_ADMIN_KEY="", TRITON_ADMIN_KEY_FILE=str(tmp_path / "absent"))
+    assert missing.returncode == 0
+    assert "admin APIs are locked with a random key" in missing.stderr
+
+
 def test_unset_admin_key_locks_admin_apis_with_a_random_key(fake_server):
     env = {"PATH": os.environ["PATH"], "MODEL_REPOSITORY": str(MODEL_REPOSITORY), "TRITONSERVER_BIN": str(fake_server)}
     keys = set()
