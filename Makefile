@@ -56,7 +56,14 @@ $(TOOLS)/checkov-venv/.installed:
 
 install-local: $(VENV)/.local-installed
 
-install: $(VENV)/.dev-installed $(TOOLS)/.installed $(TOOLS)/checkov-venv/.installed
+# The real Prometheus server and promtool (Debian package) for the scaling-signal tests.
+$(TOOLS)/.prometheus-installed:
+	mkdir -p $(TOOLS)
+	command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	touch $@
+
+install: $(VENV)/.dev-installed $(TOOLS)/.installed $(TOOLS)/checkov-venv/.installed $(TOOLS)/.prometheus-installed
 
 local: install-local
 	cd triton && ../$(BIN)/python -m radstream_triton.local_platform $(LOCAL_ARGS)

@@ -14,7 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk.lambda_layer_kubectl_v36 import KubectlV36Layer
 from constructs import Construct
 
-from cdk_app.config import ClusterConfig, NodeGroupConfig
+from cdk_app.config import AutoscalingConfig, ClusterConfig, NodeGroupConfig
 
 KUBERNETES_VERSIONS = {"1.36": eks.KubernetesVersion.V1_36}
 AMI_TYPES = {
@@ -44,9 +44,18 @@ def pod_identity_role(scope: Construct, construct_id: str, description: str) -> 
 
 
 class Cluster(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, config: ClusterConfig, vpc: ec2.IVpc) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ClusterConfig,
+        autoscaling: AutoscalingConfig,
+        vpc: ec2.IVpc,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
+        self.autoscaling = autoscaling
         self.secrets_key = kms.Key(
             self, "SecretsKey", enable_key_rotation=True, description=f"Envelope encryption of {config.name} secrets"
         )
@@ -198,7 +207,7 @@ class Cluster(Construct):
         )
 
     def _cluster_autoscaler(self) -> None:
-        config = self.config
+        config, scaling = self.config, self.autoscaling
         role = pod_identity_role(self, "ClusterAutoscalerRole", "Cluster Autoscaler (Pod Identity)")
         # A customer-managed policy (not inline), so it is reviewed and versioned on its own.
         iam.ManagedPolicy(
@@ -264,6 +273,13 @@ class Cluster(Construct):
                 "extraArgs": {
                     "balance-similar-node-groups": True,
                     "skip-nodes-with-system-pods": False,
+                    # React to pending GPU pods (evicted placeholders) within seconds.
+                    "scan-interval": f"{scaling.cluster_autoscaler_scan_interval_seconds}s",
+                    "expander": scaling.cluster_autoscaler_expander,
+                    "scale-down-unneeded-time": f"{scaling.cluster_autoscaler_scale_down_unneeded_seconds}s",
+                    "scale-down-delay-after-add": f"{scaling.cluster_autoscaler_scale_down_delay_after_add_seconds}s",
+                    # Placeholders sit at this priority: pending ones still trigger a scale-up.
+                    "expendable-pods-priority-cutoff": scaling.overprovisioning_priority,
                 },
             },
         )

@@ -126,9 +126,9 @@ class ClusterConfig:
     gpu_nodes: NodeGroupConfig = NodeGroupConfig(  # noqa: RUF009 - frozen, so sharing is safe
         name="gpu",
         instance_types=("g5.xlarge",),
-        min_size=1,
+        min_size=2,
         max_size=4,
-        desired_size=1,
+        desired_size=2,
         # The Triton image is ~15 GB uncompressed; room for two versions during a rollout.
         disk_size_gib=100,
         ami_type="AL2023_x86_64_NVIDIA",
@@ -212,16 +212,65 @@ class WorkloadConfig:
 @dataclass(frozen=True)
 class AutoscalingConfig:
     hpa_name: str = "triton-hpa"
-    min_replicas: int = 1
+    # Two replicas on two GPU nodes: survives a node loss (99.9%) and absorbs a burst
+    # while new capacity starts.
+    min_replicas: int = 2
     max_replicas: int = 4
+    # Primary signal: average Triton queue time per pipeline request, per pod (microseconds),
+    # from the recording rule in cdk_app/scaling_signal.py via prometheus-adapter.
+    queue_metric_name: str = "triton_queue_time_per_request_us"
+    queue_time_target_us: int = 30_000
+    # Secondary signal (the brief's): CPU utilisation of the requests.
     cpu_target_percent: int = 70
     scale_up_stabilization_seconds: int = 0
     scale_up_max_pods_per_period: int = 4
     scale_up_max_percent_per_period: int = 100
     scale_up_period_seconds: int = 15
-    scale_down_stabilization_seconds: int = 300
+    # Below the brief's 5 minutes from load end to scale-down, metrics delay included.
+    scale_down_stabilization_seconds: int = 180
     scale_down_max_pods_per_period: int = 1
     scale_down_period_seconds: int = 60
+    # Low-priority pause pods holding spare GPUs: evicted the moment a Triton pod needs one,
+    # then the Cluster Autoscaler replaces the spare in the background.
+    overprovisioning_placeholders: int = 1
+    overprovisioning_priority: int = -10
+    overprovisioning_priority_class: str = "radstream-overprovisioning"
+    workload_priority_class: str = "radstream-inference"
+    workload_priority: int = 1000
+    # Cluster Autoscaler tuning.
+    cluster_autoscaler_scan_interval_seconds: int = 10
+    cluster_autoscaler_expander: str = "least-waste"
+    cluster_autoscaler_scale_down_unneeded_seconds: int = 300
+    cluster_autoscaler_scale_down_delay_after_add_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """In-cluster Prometheus (scaling signal) and prometheus-adapter, pinned."""
+
+    namespace: str = "monitoring"
+    prometheus_chart: str = "29.35.0"
+    prometheus_adapter_chart: str = "5.3.0"
+    scrape_interval_seconds: int = 10
+    rule_evaluation_interval_seconds: int = 10
+    rate_window: str = "1m"
+    retention: str = "6h"
+
+
+@dataclass(frozen=True)
+class CapacityTimingConfig:
+    """Timings the autoscaling simulation replays (sources in docs/autoscaling.md)."""
+
+    # Triton refresh (2 s) + scrape (10 s) + rule evaluation (10 s) + adapter cache (~10 s).
+    metrics_pipeline_delay_seconds: int = 30
+    hpa_sync_seconds: int = 15
+    # Scheduled -> Ready on a node that already has the image: load + warm-up.
+    pod_startup_seconds: int = 20
+    cluster_autoscaler_reaction_seconds: int = 15
+    # New GPU node: EC2 launch, boot, NVIDIA driver and device plugin (brief: 3-7 min with pull).
+    gpu_node_boot_seconds: int = 150
+    # Cold pull of the ~15 GB Triton image on a fresh node.
+    image_pull_seconds: int = 120
 
 
 @dataclass(frozen=True)
@@ -235,6 +284,8 @@ class PlatformConfig:
     model_store: ModelStoreConfig = field(default_factory=ModelStoreConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    capacity_timing: CapacityTimingConfig = field(default_factory=CapacityTimingConfig)
 
     @property
     def stack_name(self) -> str:
@@ -347,6 +398,23 @@ def _validate(config: PlatformConfig) -> None:
         1 <= scaling.cpu_target_percent <= 100,
         f"autoscaling.cpu_target_percent={scaling.cpu_target_percent} must be 1-100",
     )
+    baseline = (scaling.min_replicas + scaling.overprovisioning_placeholders) * workload.gpus_per_pod
+    _require(
+        baseline <= cluster.max_gpus,
+        f"autoscaling.min_replicas + autoscaling.overprovisioning_placeholders = {baseline} GPUs exceeds the GPU "
+        f"node group's maximum of {cluster.max_gpus}: the spare capacity could never exist",
+    )
+    _require(
+        scaling.overprovisioning_priority < 0 < scaling.workload_priority,
+        "autoscaling.overprovisioning_priority must be negative and workload_priority positive, so that "
+        "placeholders are always preempted first",
+    )
+    _require(
+        scaling.scale_down_stabilization_seconds + config.capacity_timing.metrics_pipeline_delay_seconds < 300,
+        f"autoscaling.scale_down_stabilization_seconds={scaling.scale_down_stabilization_seconds} plus the "
+        f"metrics delay reaches the brief's 5-minute scale-down target",
+    )
+    _require(scaling.queue_time_target_us > 0, "autoscaling.queue_time_target_us must be positive")
     needed = scaling.max_replicas * workload.gpus_per_pod
     _require(
         needed <= cluster.max_gpus,

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from cdk_app.config import PlatformConfig, WorkloadConfig
+from cdk_app.scaling_signal import hpa_queue_metric
 
 Manifest = dict[str, Any]
 
@@ -38,6 +39,16 @@ TRITON_BIND_ADDRESS: Final = "0.0.0.0"  # noqa: S104
 SHM_SIZE_LIMIT: Final = "1Gi"
 TMP_SIZE_LIMIT: Final = "1Gi"
 REVISION_HISTORY_LIMIT: Final = 5
+# registry.k8s.io's pause image (runs as 65535): what placeholder pods run.
+PAUSE_IMAGE: Final = "registry.k8s.io/pause:3.10"
+PAUSE_USER: Final = 65535
+OVERPROVISIONING_NAME: Final = "gpu-overprovisioning"
+PREPULL_NAME: Final = "triton-image-prepull"
+# checkov acknowledgements scoped to one object each (annotations checkov reads).
+NO_PROBE_ANNOTATIONS: Final = {
+    "checkov.io/skip1": "CKV_K8S_8=runs no service: a liveness probe would only restart a process that serves nothing",
+    "checkov.io/skip2": "CKV_K8S_9=runs no service and is never a Service endpoint: readiness means nothing",
+}
 # Namespaces whose pods may scrape Triton's metrics port.
 METRICS_SCRAPER_NAMESPACES: Final = ("amazon-cloudwatch", "monitoring")
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
@@ -205,16 +216,10 @@ def _topology_spread(workload: WorkloadConfig) -> list[Manifest]:
     ]
 
 
-def _pod_spec(config: PlatformConfig, image_uri: str, model_repository: str) -> Manifest:
-    workload, cluster = config.workload, config.cluster
+def _gpu_placement(config: PlatformConfig) -> Manifest:
+    """GPU nodes are tainted so only GPU workloads land there, and labelled so GPU workloads land nowhere else."""
+    cluster = config.cluster
     return {
-        "serviceAccountName": workload.service_account_name,
-        "automountServiceAccountToken": False,
-        # Service environment variables are noise to Triton and grow with every Service in the namespace.
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": workload.termination_grace_period_seconds,
-        "securityContext": _pod_security_context(workload),
-        # GPU nodes are tainted so only GPU workloads land there, and labelled so GPU workloads land nowhere else.
         "nodeSelector": {cluster.gpu_label_key: cluster.gpu_label_value},
         "tolerations": [
             {
@@ -224,6 +229,21 @@ def _pod_spec(config: PlatformConfig, image_uri: str, model_repository: str) -> 
                 "effect": "NoSchedule",
             }
         ],
+    }
+
+
+def _pod_spec(config: PlatformConfig, image_uri: str, model_repository: str) -> Manifest:
+    workload = config.workload
+    return {
+        "serviceAccountName": workload.service_account_name,
+        "automountServiceAccountToken": False,
+        # Service environment variables are noise to Triton and grow with every Service in the namespace.
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": workload.termination_grace_period_seconds,
+        "securityContext": _pod_security_context(workload),
+        # Preempts the overprovisioning placeholders when GPUs run out.
+        "priorityClassName": config.autoscaling.workload_priority_class,
+        **_gpu_placement(config),
         "topologySpreadConstraints": _topology_spread(workload),
         "containers": [_container(workload, image_uri, model_repository)],
         "volumes": _volumes(config.workload),
@@ -365,8 +385,139 @@ def horizontal_pod_autoscaler(config: PlatformConfig) -> Manifest:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": config.workload.deployment_name},
             "minReplicas": scaling.min_replicas,
             "maxReplicas": scaling.max_replicas,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": cpu_target}}],
+            # Triton's queue time per request first; CPU (the brief's signal) as a backstop.
+            # The HPA takes the larger of the two recommendations.
+            "metrics": [
+                hpa_queue_metric(config),
+                {"type": "Resource", "resource": {"name": "cpu", "target": cpu_target}},
+            ],
             "behavior": _scaling_behavior(config),
+        },
+    }
+
+
+def priority_class(name: str, value: int, description: str) -> Manifest:
+    return {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {"name": name, "labels": dict(PLATFORM_LABELS)},
+        "value": value,
+        "globalDefault": False,
+        "preemptionPolicy": "PreemptLowerPriority" if value > 0 else "Never",
+        "description": description,
+    }
+
+
+def priority_classes(config: PlatformConfig) -> list[Manifest]:
+    scaling = config.autoscaling
+    return [
+        priority_class(
+            scaling.workload_priority_class, scaling.workload_priority, "Triton inference pods: preempt placeholders"
+        ),
+        priority_class(
+            scaling.overprovisioning_priority_class,
+            scaling.overprovisioning_priority,
+            "GPU placeholders: evicted first, so spare GPUs are ready for Triton",
+        ),
+    ]
+
+
+def _restricted_pause_container(name: str, image: str, command: list[str] | None, resources: Manifest) -> Manifest:
+    container: Manifest = {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "resources": resources,
+        "securityContext": _container_security_context(),
+    }
+    if command is not None:
+        container["command"] = command
+    return container
+
+
+def _pause_pod_security_context(user: int) -> Manifest:
+    return {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": user, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def overprovisioning(config: PlatformConfig) -> Manifest:
+    """Pause pods that hold spare GPUs at negative priority.
+
+    When the HPA adds a Triton pod and no GPU is free, the scheduler preempts a
+    placeholder at once, so the new pod starts on a warm node (image already
+    pulled by the prepull DaemonSet) in seconds; the evicted placeholder goes
+    Pending and the Cluster Autoscaler adds a node for it in the background.
+    """
+    scaling, workload = config.autoscaling, config.workload
+    labels = {"app.kubernetes.io/name": OVERPROVISIONING_NAME, **PLATFORM_LABELS}
+    gpus = str(workload.gpus_per_pod)
+    resources = {
+        "requests": {"cpu": "10m", "memory": "16Mi", "nvidia.com/gpu": gpus},
+        "limits": {"cpu": "10m", "memory": "16Mi", "nvidia.com/gpu": gpus},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {**_metadata(config, OVERPROVISIONING_NAME, labels), "annotations": dict(NO_PROBE_ANNOTATIONS)},
+        "spec": {
+            "replicas": scaling.overprovisioning_placeholders,
+            "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": OVERPROVISIONING_NAME}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "priorityClassName": scaling.overprovisioning_priority_class,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 0,
+                    "securityContext": _pause_pod_security_context(PAUSE_USER),
+                    **_gpu_placement(config),
+                    # Keep spares on other nodes than each other.
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": OVERPROVISIONING_NAME}},
+                        }
+                    ],
+                    "containers": [_restricted_pause_container("placeholder", PAUSE_IMAGE, None, resources)],
+                },
+            },
+        },
+    }
+
+
+def image_prepull(config: PlatformConfig, image_uri: str) -> Manifest:
+    """Pulls the ~15 GB Triton image onto every GPU node as soon as it joins.
+
+    It needs no GPU, so it runs before the device plugin advertises one, and it
+    keeps the image in use so kubelet's image GC never evicts it. A spare node
+    held by a placeholder therefore already has the image when Triton lands.
+    """
+    workload = config.workload
+    labels = {"app.kubernetes.io/name": PREPULL_NAME, **PLATFORM_LABELS}
+    tiny = {"requests": {"cpu": "1m", "memory": "8Mi"}, "limits": {"cpu": "10m", "memory": "16Mi"}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {**_metadata(config, PREPULL_NAME, labels), "annotations": dict(NO_PROBE_ANNOTATIONS)},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": PREPULL_NAME}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 0,
+                    "securityContext": _pause_pod_security_context(workload.run_as_user),
+                    **_gpu_placement(config),
+                    "containers": [
+                        # The Triton image itself, idle: pulled once per node and pinned in use.
+                        _restricted_pause_container("hold-image", image_uri, ["/bin/sleep", "infinity"], tiny)
+                    ],
+                },
+            },
         },
     }
 
@@ -389,6 +540,9 @@ def build_workload_objects(
         triton_ingress(config),
         pod_disruption_budget(config),
         service(config),
+        *priority_classes(config),
+        image_prepull(config, image_uri),
         deployment(config, image_uri, model_repository),
         horizontal_pod_autoscaler(config),
+        overprovisioning(config),
     ]

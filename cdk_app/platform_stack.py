@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
+from cdk_app.autoscaling import Autoscaling
 from cdk_app.cluster import Cluster
 from cdk_app.config import PlatformConfig
 from cdk_app.inference_workload import BAKED_MODEL_REPOSITORY, InferenceWorkload
@@ -22,7 +23,9 @@ class RadStreamPlatformStack(cdk.Stack):
         self.config = config
         self.network = Network(self, "Network", config=config.network, cluster_name=config.cluster.name)
         self.registry = Registry(self, "Registry", config=config.registry)
-        self.cluster = Cluster(self, "Cluster", config=config.cluster, vpc=self.network.vpc)
+        self.cluster = Cluster(
+            self, "Cluster", config=config.cluster, autoscaling=config.autoscaling, vpc=self.network.vpc
+        )
 
         model_repository = BAKED_MODEL_REPOSITORY
         self.model_store: ModelStore | None = None
@@ -47,6 +50,8 @@ class RadStreamPlatformStack(cdk.Stack):
             image_uri=self.registry.image_uri,
             model_repository=model_repository,
         )
+        self.autoscaling = Autoscaling(self, "Autoscaling", config=config, cluster=self.cluster.cluster)
+        self.autoscaling.node.add_dependency(self.cluster.system_nodes)
         # Pods need the image copied into radstream-triton, GPU nodes and the device plugin.
         self.workload.node.add_dependency(self.registry.image_copy)
         self.workload.node.add_dependency(self.cluster.gpu_nodes)

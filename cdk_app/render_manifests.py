@@ -3,7 +3,7 @@
     python -m cdk_app.render_manifests [--stage dev] [--check]
 
 The files are for review and static checks; the CDK stack deploys the same
-objects (``cdk_app.k8s_workload``) with the real asset image pinned by digest.
+objects (``cdk_app.k8s_workload``) with the real image under its immutable asset-hash tag.
 Here the image is a placeholder in a documentation account, pinned by tag.
 ``--check`` exits 1 when the committed files differ from a fresh render.
 """
@@ -20,7 +20,8 @@ from typing import Final
 import yaml
 
 from cdk_app.config import PlatformConfig, load_config
-from cdk_app.k8s_workload import Manifest, build_workload_objects
+from cdk_app.k8s_workload import OVERPROVISIONING_NAME, Manifest, build_workload_objects
+from cdk_app.scaling_signal import recording_rules
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 MANIFEST_DIR: Final = REPO_ROOT / "k8s_manifests"
@@ -35,7 +36,13 @@ FILE_KINDS: Final[dict[str, tuple[str, ...]]] = {
     "deploy_manifest.yaml": ("ServiceAccount", "Service", "Deployment"),
     "policies.yaml": ("PodDisruptionBudget", "NetworkPolicy"),
     "hpa.yaml": ("HorizontalPodAutoscaler",),
+    "capacity.yaml": ("PriorityClass", "DaemonSet"),
 }
+# Objects that go to a file by name rather than kind (a second Deployment).
+FILE_OBJECTS: Final[dict[str, str]] = {OVERPROVISIONING_NAME: "capacity.yaml"}
+# The scaling signal's Prometheus rules: not a Kubernetes object, so in a subfolder that
+# `kubectl apply -f k8s_manifests/` does not read; promtool tests run against it.
+RULES_FILE: Final = "prometheus/recording_rules.yml"
 
 
 def placeholder_image(config: PlatformConfig) -> str:
@@ -50,6 +57,9 @@ def _header(stage: str) -> str:
 def _group_by_file(objects: Sequence[Manifest]) -> dict[str, list[Manifest]]:
     files: dict[str, list[Manifest]] = {name: [] for name in FILE_KINDS}
     for obj in objects:
+        if obj["metadata"]["name"] in FILE_OBJECTS:
+            files[FILE_OBJECTS[obj["metadata"]["name"]]].append(obj)
+            continue
         names = [name for name, kinds in FILE_KINDS.items() if obj["kind"] in kinds]
         if len(names) != 1:
             raise ValueError(f"kind {obj['kind']} belongs to {len(names)} manifest files, expected 1")
@@ -61,10 +71,12 @@ def render(stage: str = DEFAULT_STAGE) -> dict[str, str]:
     """File name -> YAML text, for ``stage``'s configuration."""
     config = load_config(stage)
     objects = build_workload_objects(config, placeholder_image(config))
-    return {
+    rendered = {
         name: _header(stage) + yaml.safe_dump_all(group, sort_keys=False)
         for name, group in _group_by_file(objects).items()
     }
+    rendered[RULES_FILE] = _header(stage) + yaml.safe_dump(recording_rules(config), sort_keys=False)
+    return rendered
 
 
 def differing_files(rendered: dict[str, str], directory: Path = MANIFEST_DIR) -> list[str]:
@@ -87,8 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in stale:
             print(f"k8s_manifests/{name} differs from a fresh render; run python -m cdk_app.render_manifests")
         return 1 if stale else 0
-    MANIFEST_DIR.mkdir(exist_ok=True)
     for name, text in rendered.items():
+        (MANIFEST_DIR / name).parent.mkdir(parents=True, exist_ok=True)
         (MANIFEST_DIR / name).write_text(text, encoding="utf-8")
         print(f"wrote k8s_manifests/{name}")
     return 0

@@ -13,13 +13,13 @@ import pytest
 import yaml
 from aws_cdk.assertions import Match
 
-from cdk_app.render_manifests import render
+from cdk_app.render_manifests import RULES_FILE, render
 from tests.conftest import REPO_ROOT
 from tests.infrastructure.conftest import ADMIN_ROLE, VARIANTS, manifest_objects
 
 
 def test_gpu_node_group_has_the_nvidia_ami_taint_label_and_sizes(dev, prod):
-    for synth, (low, high) in ((dev, (1, 4)), (prod, (2, 5))):
+    for synth, (low, high) in ((dev, (2, 4)), (prod, (2, 5))):
         synth.template.has_resource_properties(
             "AWS::EKS::Nodegroup",
             {
@@ -209,13 +209,21 @@ def test_outputs_name_the_cluster_the_registry_and_the_endpoint(dev):
 def _without_image(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     cleaned = json.loads(json.dumps(objects))
     for obj in cleaned:
-        if obj["kind"] == "Deployment":
-            obj["spec"]["template"]["spec"]["containers"][0]["image"] = "<image>"
+        if obj["kind"] in ("Deployment", "DaemonSet"):
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                if not container["image"].startswith("registry.k8s.io/"):
+                    container["image"] = "<image>"
     return cleaned
 
 
 def test_cdk_applies_the_same_objects_as_k8s_manifests(dev):
-    rendered = [obj for text in render("dev").values() for obj in yaml.safe_load_all(text) if obj]
+    rendered = [
+        obj
+        for name, text in render("dev").items()
+        if name != RULES_FILE  # Prometheus rules, shipped through the Prometheus chart instead
+        for obj in yaml.safe_load_all(text)
+        if obj
+    ]
     applied = manifest_objects(dev)
     key = lambda obj: (obj["kind"], obj["metadata"]["name"])  # noqa: E731
     assert sorted(map(key, applied)) == sorted(map(key, rendered))
@@ -223,7 +231,11 @@ def test_cdk_applies_the_same_objects_as_k8s_manifests(dev):
 
 
 def test_deployment_runs_the_copied_image_by_immutable_tag(dev):
-    (deployment,) = [o for o in manifest_objects(dev) if o["kind"] == "Deployment"]
+    (deployment,) = [
+        o
+        for o in manifest_objects(dev)
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "triton-inference-server"
+    ]
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     repository, tag = image.rsplit(":", 1)
     assert repository.endswith("/<token>"), "the repository is radstream-triton's URI token"
@@ -241,7 +253,11 @@ def test_s3_model_store_is_encrypted_versioned_tls_only_and_read_by_triton(synth
     synth.template.has_resource_properties(
         "AWS::EKS::PodIdentityAssociation", {"Namespace": "radstream", "ServiceAccount": "triton-inference-server"}
     )
-    (deployment,) = [o for o in manifest_objects(synth) if o["kind"] == "Deployment"]
+    (deployment,) = [
+        o
+        for o in manifest_objects(synth)
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "triton-inference-server"
+    ]
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MODEL_REPOSITORY"].startswith("s3://<token>/model_repository")
     (reader,) = [
@@ -318,3 +334,45 @@ def test_python_app_synthesizes_into_cdk_out_and_rejects_a_broken_config(tmp_pat
     assert last.startswith(
         "RadStream config error: cluster.public_api_cidrs[0]: '10.0.0.300/32' is not a valid IPv4 CIDR"
     )
+
+
+def _chart_values(synth, chart: str) -> dict[str, Any]:
+    (properties,) = [
+        c["Properties"]
+        for c in synth.resources("Custom::AWSCDK-EKS-HelmChart").values()
+        if c["Properties"]["Chart"] == chart
+    ]
+    values = properties["Values"]
+    return {
+        "version": properties["Version"],
+        "namespace": properties["Namespace"],
+        **json.loads(values if isinstance(values, str) else json.dumps(values)),
+    }
+
+
+def test_prometheus_scrapes_triton_and_records_the_scaling_signal(dev):
+    values = _chart_values(dev, "prometheus")
+    assert values["version"] == dev.config.monitoring.prometheus_chart
+    assert values["namespace"] == "monitoring"
+    assert values["server"]["global"]["scrape_interval"] == "10s"
+    (job,) = yaml.safe_load(values["extraScrapeConfigs"])
+    assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": ["radstream"]}}]
+    records = [r["record"] for g in values["serverFiles"]["recording_rules.yml"]["groups"] for r in g["rules"]]
+    assert "radstream:triton_queue_time_per_request_us" in records
+
+
+def test_prometheus_adapter_serves_the_metric_the_hpa_reads(dev):
+    values = _chart_values(dev, "prometheus-adapter")
+    assert values["version"] == dev.config.monitoring.prometheus_adapter_chart
+    assert values["prometheus"]["url"] == "http://prometheus-server.monitoring.svc"
+    (rule,) = values["rules"]["custom"]
+    assert rule["name"]["as"] == dev.config.autoscaling.queue_metric_name
+    (hpa,) = [o for o in manifest_objects(dev) if o["kind"] == "HorizontalPodAutoscaler"]
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == rule["name"]["as"]
+
+
+def test_cluster_autoscaler_is_tuned_for_fast_gpu_scale_up(dev):
+    args = _chart_values(dev, "cluster-autoscaler")["extraArgs"]
+    assert args["scan-interval"] == "10s"
+    assert args["expander"] == "least-waste"
+    assert args["expendable-pods-priority-cutoff"] == dev.config.autoscaling.overprovisioning_priority

@@ -37,13 +37,23 @@ def test_shipped_stages_are_valid(stage):
             "autoscaling.max_replicas x workload.gpus_per_pod = 5 GPUs exceeds the GPU node group's maximum of 4 "
             "(cluster.gpu_nodes.max_size=4 x 1 per g5.xlarge)",
         ),
-        (_gpu_nodes(instance_types=("g5.12xlarge",), max_size=1), None),
+        (_gpu_nodes(instance_types=("g5.12xlarge",), min_size=1, desired_size=1, max_size=1), None),
         (
             _autoscaling(min_replicas=4, max_replicas=3),
             "autoscaling.min_replicas=4 is above autoscaling.max_replicas=3",
         ),
         (_gpu_nodes(min_size=3, max_size=2), "cluster.gpu_nodes.min_size=3 is above cluster.gpu_nodes.max_size=2"),
-        (_gpu_nodes(desired_size=9), "cluster.gpu_nodes.desired_size=9 is outside [1, 4]"),
+        (
+            _autoscaling(overprovisioning_placeholders=3),
+            "autoscaling.min_replicas + autoscaling.overprovisioning_placeholders = 5 GPUs exceeds the GPU node "
+            "group's maximum of 4",
+        ),
+        (_autoscaling(overprovisioning_priority=5), "overprovisioning_priority must be negative"),
+        (
+            _autoscaling(scale_down_stabilization_seconds=300),
+            "autoscaling.scale_down_stabilization_seconds=300 plus the metrics delay reaches the brief's 5-minute",
+        ),
+        (_gpu_nodes(desired_size=9), "cluster.gpu_nodes.desired_size=9 is outside [2, 4]"),
         (
             _gpu_nodes(instance_types=("m5.xlarge",)),
             "cluster.gpu_nodes.instance_types: 'm5.xlarge' is not a known GPU instance type (families: g4dn, g5",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cdk_app.config import PlatformConfig, load_config, quantity_value
-from cdk_app.k8s_workload import build_workload_objects
+from cdk_app.k8s_workload import OVERPROVISIONING_NAME, PREPULL_NAME, build_workload_objects
 
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/radstream-triton:radstream-triton-2.51.0"
 
@@ -24,7 +24,8 @@ def objects(config: PlatformConfig) -> list[dict[str, Any]]:
 
 
 def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    matches = [obj for obj in objects if obj["kind"] == kind]
+    """The one object of ``kind`` that belongs to Triton (the placeholders are another Deployment)."""
+    matches = [obj for obj in objects if obj["kind"] == kind and obj["metadata"]["name"] != OVERPROVISIONING_NAME]
     assert len(matches) == 1, f"expected one {kind}, got {len(matches)}"
     return matches[0]
 
@@ -54,6 +55,9 @@ def test_objects_come_in_apply_order(objects):
 
 def test_every_namespaced_object_lives_in_the_workload_namespace(objects, config):
     for obj in objects[1:]:
+        if obj["kind"] == "PriorityClass":
+            assert "namespace" not in obj["metadata"], "PriorityClass is cluster-scoped"
+            continue
         assert obj["metadata"]["namespace"] == config.workload.namespace, obj["kind"]
 
 
@@ -79,7 +83,7 @@ def test_deployment_starts_at_the_autoscaling_minimum_and_surges_during_rollouts
     deployment = only(objects, "Deployment")
     assert deployment["metadata"]["name"] == "triton-inference-server"
     spec = deployment["spec"]
-    assert spec["replicas"] == config.autoscaling.min_replicas == 1
+    assert spec["replicas"] == config.autoscaling.min_replicas == 2
     assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     assert spec["revisionHistoryLimit"] >= 1
     template_labels = spec["template"]["metadata"]["labels"]
@@ -252,11 +256,50 @@ def test_hpa_scales_the_deployment_within_the_configured_bounds(objects, config)
     spec = hpa["spec"]
     assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "triton-inference-server"}
     assert (spec["minReplicas"], spec["maxReplicas"]) == (scaling.min_replicas, scaling.max_replicas)
-    (metric,) = spec["metrics"]
-    assert metric["resource"] == {
+    queue, cpu = spec["metrics"]
+    assert queue == {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "triton_queue_time_per_request_us"},
+            "target": {"type": "AverageValue", "averageValue": str(scaling.queue_time_target_us)},
+        },
+    }
+    assert cpu["resource"] == {
         "name": "cpu",
         "target": {"type": "Utilization", "averageUtilization": scaling.cpu_target_percent},
     }
+
+
+def test_placeholders_hold_spare_gpus_at_a_priority_triton_preempts(objects, config):
+    scaling = config.autoscaling
+    classes = {o["metadata"]["name"]: o for o in objects if o["kind"] == "PriorityClass"}
+    assert (
+        classes[scaling.workload_priority_class]["value"]
+        > 0
+        > classes[scaling.overprovisioning_priority_class]["value"]
+    )
+    assert classes[scaling.overprovisioning_priority_class]["preemptionPolicy"] == "Never"
+    triton_pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    assert triton_pod["priorityClassName"] == scaling.workload_priority_class
+    (placeholders,) = [o for o in objects if o["metadata"]["name"] == OVERPROVISIONING_NAME]
+    assert placeholders["spec"]["replicas"] == scaling.overprovisioning_placeholders
+    pod = placeholders["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == scaling.overprovisioning_priority_class
+    assert pod["nodeSelector"] == triton_pod["nodeSelector"] and pod["tolerations"] == triton_pod["tolerations"]
+    (container,) = pod["containers"]
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == str(config.workload.gpus_per_pod)
+
+
+def test_prepull_daemonset_holds_the_triton_image_on_every_gpu_node(objects):
+    (prepull,) = [o for o in objects if o["metadata"]["name"] == PREPULL_NAME]
+    assert prepull["kind"] == "DaemonSet"
+    pod = prepull["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == IMAGE
+    assert container["command"] == ["/bin/sleep", "infinity"]
+    assert "nvidia.com/gpu" not in container["resources"]["requests"], "must run before GPUs are advertised"
+    triton_pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["tolerations"] == triton_pod["tolerations"]
 
 
 def test_hpa_scales_up_fast_and_down_slowly(objects, config):
