@@ -105,6 +105,7 @@ class AddonVersions:
     cluster_autoscaler_chart: str = "9.59.0"
     # The chart still defaults to the 1.35 autoscaler; the image must match the cluster's minor.
     cluster_autoscaler_image_tag: str = "v1.36.1"
+    load_balancer_controller_chart: str = "3.5.0"
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,34 @@ class CapacityTimingConfig:
 
 
 @dataclass(frozen=True)
+class HooksConfig:
+    """The Lambda hooks (health gate and canary, scale events, inference endpoint)
+    and the Step Functions state machine that calls the endpoint."""
+
+    metrics_namespace: str = "RadStream"
+    # Python 3.12: tritonclient 2.51 needs numpy < 2, whose last line (1.26) stops at 3.12.
+    python_runtime: str = "python3.12"
+    log_retention_days: int = 365
+    health_gate_timeout_seconds: int = 600
+    rollout_timeout_seconds: int = 480
+    canary_timeout_seconds: int = 50
+    scale_events_timeout_seconds: int = 50
+    inference_timeout_seconds: int = 60
+    inference_memory_mb: int = 1024
+    inference_reserved_concurrency: int = 20
+    triton_timeout_seconds: int = 30
+    max_image_bytes: int = 32 * 1024 * 1024
+    finding_threshold: float = 0.5
+    results_prefix: str = "results"
+    input_expiry_days: int = 90
+    results_noncurrent_expiry_days: int = 30
+    state_machine_name: str = "RadStreamInference"
+
+    def triton_url_parameter(self, stage: str) -> str:
+        return f"/radstream/{stage}/triton-url"
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     stage: str
     region: str = "us-east-1"
@@ -286,6 +315,7 @@ class PlatformConfig:
     autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     capacity_timing: CapacityTimingConfig = field(default_factory=CapacityTimingConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
 
     @property
     def stack_name(self) -> str:
@@ -415,6 +445,15 @@ def _validate(config: PlatformConfig) -> None:
         f"metrics delay reaches the brief's 5-minute scale-down target",
     )
     _require(scaling.queue_time_target_us > 0, "autoscaling.queue_time_target_us must be positive")
+    hooks = config.hooks
+    _require(
+        hooks.rollout_timeout_seconds + 60 <= hooks.health_gate_timeout_seconds <= 900,
+        f"hooks.health_gate_timeout_seconds={hooks.health_gate_timeout_seconds} must leave a minute after "
+        f"hooks.rollout_timeout_seconds={hooks.rollout_timeout_seconds} and stay within Lambda's 900 s",
+    )
+    _require(
+        0.0 < hooks.finding_threshold < 1.0, f"hooks.finding_threshold={hooks.finding_threshold} must be in (0, 1)"
+    )
     needed = scaling.max_replicas * workload.gpus_per_pod
     _require(
         needed <= cluster.max_gpus,

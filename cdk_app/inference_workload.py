@@ -22,9 +22,10 @@ class InferenceWorkload(Construct):
         cluster: eks.Cluster,
         image_uri: str,
         model_repository: str = BAKED_MODEL_REPOSITORY,
+        nlb_security_group_id: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.objects = build_workload_objects(config, image_uri, model_repository)
+        self.objects = build_workload_objects(config, image_uri, model_repository, nlb_security_group_id)
         namespace, *rest = self.objects
         self.namespace = cluster.add_manifest("Namespace", namespace)
         # One manifest resource for the rest: applied together, after the namespace exists.

@@ -43,6 +43,8 @@ REVISION_HISTORY_LIMIT: Final = 5
 PAUSE_IMAGE: Final = "registry.k8s.io/pause:3.10"
 PAUSE_USER: Final = 65535
 OVERPROVISIONING_NAME: Final = "gpu-overprovisioning"
+# Stands for the NLB's security group in rendered files; CDK passes the real one.
+PLACEHOLDER_SECURITY_GROUP: Final = "sg-0123456789abcdef0"
 PREPULL_NAME: Final = "triton-image-prepull"
 # checkov acknowledgements scoped to one object each (annotations checkov reads).
 NO_PROBE_ANNOTATIONS: Final = {
@@ -396,6 +398,44 @@ def horizontal_pod_autoscaler(config: PlatformConfig) -> Manifest:
     }
 
 
+def internal_nlb_service(config: PlatformConfig, security_group_id: str) -> Manifest:
+    """An internal NLB in front of Triton's inference ports, for the hook Lambdas in the VPC.
+
+    Provisioned by the AWS Load Balancer Controller (loadBalancerClass), IP targets, and
+    fronted by ``security_group_id``, which admits only the hooks' security group. The
+    ClusterIP Service stays the address for in-cluster callers.
+    """
+    workload = config.workload
+    prefix = "service.beta.kubernetes.io/aws-load-balancer"
+    ports = [
+        {"name": name, "port": port, "targetPort": name, "protocol": "TCP"}
+        for name, port in (("http", workload.http_port), ("grpc", workload.grpc_port))
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            **_metadata(config, f"{workload.service_name}-nlb"),
+            "annotations": {
+                f"{prefix}-scheme": "internal",
+                f"{prefix}-nlb-target-type": "ip",
+                f"{prefix}-security-groups": security_group_id,
+                f"{prefix}-manage-backend-security-group-rules": "true",
+                f"{prefix}-healthcheck-protocol": "HTTP",
+                f"{prefix}-healthcheck-port": str(workload.http_port),
+                f"{prefix}-healthcheck-path": workload.ready_path,
+                f"{prefix}-attributes": "load_balancing.cross_zone.enabled=true",
+            },
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "loadBalancerClass": "service.k8s.aws/nlb",
+            "selector": selector_labels(workload),
+            "ports": ports,
+        },
+    }
+
+
 def priority_class(name: str, value: int, description: str) -> Manifest:
     return {
         "apiVersion": "scheduling.k8s.io/v1",
@@ -523,7 +563,10 @@ def image_prepull(config: PlatformConfig, image_uri: str) -> Manifest:
 
 
 def build_workload_objects(
-    config: PlatformConfig, image_uri: str, model_repository: str = DEFAULT_MODEL_REPOSITORY
+    config: PlatformConfig,
+    image_uri: str,
+    model_repository: str = DEFAULT_MODEL_REPOSITORY,
+    nlb_security_group_id: str = PLACEHOLDER_SECURITY_GROUP,
 ) -> list[Manifest]:
     """The workload's objects in apply order.
 
@@ -540,6 +583,7 @@ def build_workload_objects(
         triton_ingress(config),
         pod_disruption_budget(config),
         service(config),
+        internal_nlb_service(config, nlb_security_group_id),
         *priority_classes(config),
         image_prepull(config, image_uri),
         deployment(config, image_uri, model_repository),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
@@ -12,6 +13,7 @@ from cdk_app.autoscaling import Autoscaling
 from cdk_app.cluster import Cluster
 from cdk_app.config import PlatformConfig
 from cdk_app.inference_workload import BAKED_MODEL_REPOSITORY, InferenceWorkload
+from cdk_app.load_balancer import LoadBalancerController, TritonEndpoint
 from cdk_app.model_store import ModelStore
 from cdk_app.network import Network
 from cdk_app.registry import Registry
@@ -42,6 +44,18 @@ class RadStreamPlatformStack(cdk.Stack):
             )
             identity.node.add_dependency(self.cluster.addons["eks-pod-identity-agent"])
 
+        # Hooks reach Triton through an internal NLB that admits only their security group.
+        self.hooks_security_group = ec2.SecurityGroup(
+            self, "HooksSecurityGroup", vpc=self.network.vpc, description="RadStream hook Lambdas"
+        )
+        self.load_balancer_controller = LoadBalancerController(
+            self, "LoadBalancerController", config=config, cluster=self.cluster.cluster, vpc=self.network.vpc
+        )
+        self.load_balancer_controller.node.add_dependency(self.cluster.system_nodes)
+        self.triton_endpoint = TritonEndpoint(
+            self, "TritonEndpoint", config=config, vpc=self.network.vpc, clients=self.hooks_security_group
+        )
+
         self.workload = InferenceWorkload(
             self,
             "InferenceWorkload",
@@ -49,7 +63,9 @@ class RadStreamPlatformStack(cdk.Stack):
             cluster=self.cluster.cluster,
             image_uri=self.registry.image_uri,
             model_repository=model_repository,
+            nlb_security_group_id=self.triton_endpoint.security_group.security_group_id,
         )
+        self.workload.node.add_dependency(self.load_balancer_controller)
         self.autoscaling = Autoscaling(self, "Autoscaling", config=config, cluster=self.cluster.cluster)
         self.autoscaling.node.add_dependency(self.cluster.system_nodes)
         # Pods need the image copied into radstream-triton, GPU nodes and the device plugin.
@@ -57,6 +73,8 @@ class RadStreamPlatformStack(cdk.Stack):
         self.workload.node.add_dependency(self.cluster.gpu_nodes)
         if self.model_store is not None:
             self.workload.node.add_dependency(self.model_store.deployment)
+
+        self.triton_url = self.triton_endpoint.publish_address(self.cluster.cluster, after=self.workload)
 
         cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster.cluster_name)
         cdk.CfnOutput(self, "EcrRepositoryUri", value=self.registry.repository.repository_uri)
@@ -66,4 +84,10 @@ class RadStreamPlatformStack(cdk.Stack):
             "InferenceEndpoint",
             value=f"http://{config.workload.in_cluster_address}",
             description="In-cluster Triton endpoint (HTTP) for Step Functions' callers",
+        )
+        cdk.CfnOutput(
+            self,
+            "TritonUrlParameter",
+            value=self.triton_url.parameter_name,
+            description="SSM parameter holding Triton's internal NLB address (host:port) for the hooks",
         )

@@ -15,7 +15,7 @@ from aws_cdk.assertions import Match
 
 from cdk_app.render_manifests import RULES_FILE, render
 from tests.conftest import REPO_ROOT
-from tests.infrastructure.conftest import ADMIN_ROLE, VARIANTS, manifest_objects
+from tests.infrastructure.conftest import ADMIN_ROLE, VARIANTS, join_to_text, manifest_objects
 
 
 def test_gpu_node_group_has_the_nvidia_ami_taint_label_and_sizes(dev, prod):
@@ -162,6 +162,11 @@ WILDCARD_ALLOWED = {
     "DescribeCapacity": "Describe* APIs have no resource-level permissions",
     "ScaleOwnNodeGroupsOnly": "scoped by the aws:ResourceTag condition instead",
     "Login": "ecr:GetAuthorizationToken has no resource-level permissions",
+    "Discover": "the load balancer controller's Describe*/Get* calls have no resource-level permissions",
+    "CreateTaggedForThisCluster": "scoped by the aws:RequestTag condition instead",
+    "TagOnCreate": "scoped by the aws:RequestTag and ec2:CreateAction conditions instead",
+    "ManageOwnedOnly": "scoped by the aws:ResourceTag condition instead",
+    "ServiceLinkedRole": "scoped by the iam:AWSServiceName condition instead",
 }
 
 
@@ -183,6 +188,8 @@ def test_iam_wildcard_resources_are_only_the_unavoidable_ones(synthesized):
                 if "*" not in _as_list(statement["Resource"]):
                     continue
                 assert statement.get("Sid") in WILDCARD_ALLOWED, (logical_id, statement)
+                if "condition instead" in WILDCARD_ALLOWED[statement["Sid"]]:
+                    assert statement.get("Condition"), (logical_id, statement)
                 if statement["Sid"] == "ScaleOwnNodeGroupsOnly":
                     assert "aws:ResourceTag/k8s.io/cluster-autoscaler/radstream-cluster" in json.dumps(
                         statement["Condition"]
@@ -209,6 +216,9 @@ def test_outputs_name_the_cluster_the_registry_and_the_endpoint(dev):
 def _without_image(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     cleaned = json.loads(json.dumps(objects))
     for obj in cleaned:
+        annotations = obj["metadata"].get("annotations", {})
+        if "service.beta.kubernetes.io/aws-load-balancer-security-groups" in annotations:
+            annotations["service.beta.kubernetes.io/aws-load-balancer-security-groups"] = "<security group>"
         if obj["kind"] in ("Deployment", "DaemonSet"):
             for container in obj["spec"]["template"]["spec"]["containers"]:
                 if not container["image"].startswith("registry.k8s.io/"):
@@ -342,11 +352,10 @@ def _chart_values(synth, chart: str) -> dict[str, Any]:
         for c in synth.resources("Custom::AWSCDK-EKS-HelmChart").values()
         if c["Properties"]["Chart"] == chart
     ]
-    values = properties["Values"]
     return {
         "version": properties["Version"],
         "namespace": properties["Namespace"],
-        **json.loads(values if isinstance(values, str) else json.dumps(values)),
+        **json.loads(join_to_text(properties["Values"])),
     }
 
 
@@ -376,3 +385,43 @@ def test_cluster_autoscaler_is_tuned_for_fast_gpu_scale_up(dev):
     assert args["scan-interval"] == "10s"
     assert args["expander"] == "least-waste"
     assert args["expendable-pods-priority-cutoff"] == dev.config.autoscaling.overprovisioning_priority
+
+
+def test_load_balancer_controller_runs_with_pod_identity_and_a_tag_scoped_policy(dev):
+    values = _chart_values(dev, "aws-load-balancer-controller")
+    assert values["version"] == dev.config.cluster.addons.load_balancer_controller_chart
+    assert values["clusterName"] == "radstream-cluster"
+    dev.template.has_resource_properties(
+        "AWS::EKS::PodIdentityAssociation",
+        {"Namespace": "kube-system", "ServiceAccount": "aws-load-balancer-controller"},
+    )
+    (policy,) = [
+        p for k, p in dev.resources("AWS::IAM::ManagedPolicy").items() if k.startswith("LoadBalancerControllerPolicy")
+    ]
+    for statement in _statements(policy):
+        mutating = [a for a in _as_list(statement["Action"]) if not a.split(":")[1].startswith(("Describe", "Get"))]
+        if mutating:
+            assert "Condition" in statement, f"{statement['Sid']} mutates without a tag or service condition"
+
+
+def test_triton_nlb_admits_only_the_hooks_and_its_address_goes_to_ssm(dev):
+    groups = dev.resources("AWS::EC2::SecurityGroup")
+    (nlb_id,) = [k for k in groups if k.startswith("TritonEndpointNlbSecurityGroup")]
+    (hooks_id,) = [k for k in groups if k.startswith("HooksSecurityGroup")]
+    ingress = groups[nlb_id]["Properties"].get("SecurityGroupIngress", [])
+    ingress += [
+        r["Properties"]
+        for r in dev.resources("AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [nlb_id, "GroupId"]}
+    ]
+    assert sorted(rule["FromPort"] for rule in ingress) == [8000, 8001]
+    assert all(rule["SourceSecurityGroupId"] == {"Fn::GetAtt": [hooks_id, "GroupId"]} for rule in ingress)
+    (nlb_service,) = [o for o in manifest_objects(dev) if o["metadata"]["name"] == "triton-inference-service-nlb"]
+    annotation = nlb_service["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-security-groups"]
+    assert annotation == "<token>", "the real NLB security group id, resolved at deploy time"
+    (parameter,) = [
+        p
+        for p in dev.resources("AWS::SSM::Parameter").values()
+        if p["Properties"].get("Name") == "/radstream/dev/triton-url"
+    ]
+    assert "Value" in json.dumps(parameter["Properties"]["Value"]), "the address comes from the Service status"

@@ -25,7 +25,8 @@ def objects(config: PlatformConfig) -> list[dict[str, Any]]:
 
 def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     """The one object of ``kind`` that belongs to Triton (the placeholders are another Deployment)."""
-    matches = [obj for obj in objects if obj["kind"] == kind and obj["metadata"]["name"] != OVERPROVISIONING_NAME]
+    others = {OVERPROVISIONING_NAME, "triton-inference-service-nlb"}
+    matches = [obj for obj in objects if obj["kind"] == kind and obj["metadata"]["name"] not in others]
     assert len(matches) == 1, f"expected one {kind}, got {len(matches)}"
     return matches[0]
 
@@ -329,3 +330,16 @@ def test_hpa_scales_up_fast_and_down_slowly(objects, config):
         }
     ]
     assert down["stabilizationWindowSeconds"] > up["stabilizationWindowSeconds"]
+
+
+def test_internal_nlb_exposes_inference_ports_only_behind_the_hooks_security_group(objects, config):
+    (nlb,) = [o for o in objects if o["metadata"]["name"] == "triton-inference-service-nlb"]
+    annotations = nlb["metadata"]["annotations"]
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-security-groups"].startswith("sg-")
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-healthcheck-path"] == "/v2/health/ready"
+    spec = nlb["spec"]
+    assert (spec["type"], spec["loadBalancerClass"]) == ("LoadBalancer", "service.k8s.aws/nlb")
+    assert sorted(p["port"] for p in spec["ports"]) == [config.workload.http_port, config.workload.grpc_port]
+    assert spec["selector"] == only(objects, "Deployment")["spec"]["selector"]["matchLabels"]
