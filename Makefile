@@ -22,7 +22,7 @@ LOCAL_ARGS ?=
 PYTEST_ARGS ?=
 PY_SOURCES := app.py cdk_app lambdas triton/health_check.py triton/radstream_triton triton/model_repository/study_preprocess/1
 
-.PHONY: help install install-local local test lint pytest models manifests synth clean
+.PHONY: help install install-local local test lint pytest models manifests synth autoscale-report loadtest clean
 
 help:
 	@echo "make local    serve the pipeline on the real Triton server (CPU), Ctrl-C to stop"
@@ -31,6 +31,8 @@ help:
 	@echo "make models   rebuild the reference ONNX networks (reproducible)"
 	@echo "make manifests render k8s_manifests/ from cdk_app (the objects CDK applies)"
 	@echo "make synth    synthesize the CDK app into cdk.out/ (STAGE=dev|prod)"
+	@echo "make autoscale-report  simulate the HPA: shipped vs the brief's baseline (docs/autoscaling.md)"
+	@echo "make loadtest the guide's burst and sustained profiles against the local server (docs/loadtest.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -90,6 +92,9 @@ manifests: install
 STAGE ?= dev
 synth: install
 	cdk synth --quiet -c stage=$(STAGE)
+
+autoscale-report: install
+	python -m cdk_app.autoscaling_sim --stage $(STAGE) --profile all --output-dir build/autoscale --update-docs docs/autoscaling.md
 
 clean:
 	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache
