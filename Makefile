@@ -90,8 +90,9 @@ manifests: install
 	python -m cdk_app.render_manifests
 
 STAGE ?= dev
+# No Docker needed: Lambda bundling is skipped (RADSTREAM_SKIP_BUNDLING); `cdk deploy` bundles.
 synth: install
-	cdk synth --quiet -c stage=$(STAGE)
+	RADSTREAM_SKIP_BUNDLING=1 cdk synth --quiet -c stage=$(STAGE)
 
 autoscale-report: install
 	python -m cdk_app.autoscaling_sim --stage $(STAGE) --profile all --output-dir build/autoscale --update-docs docs/autoscaling.md

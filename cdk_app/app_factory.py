@@ -11,6 +11,7 @@ from cdk_app.config import load_config
 from cdk_app.platform_stack import RadStreamPlatformStack
 
 DEFAULT_STAGE = "dev"
+SKIP_BUNDLING_ENV = "RADSTREAM_SKIP_BUNDLING"
 # Context keys (`cdk synth -c key=value`) that override the stage's configuration.
 OVERRIDE_KEYS = ("account", "region", "public_api_cidrs", "admin_role_arn", "use_s3_models")
 # Feature flags set in code (not only cdk.json) so `python app.py`, the CLI and the
@@ -25,7 +26,12 @@ FEATURE_FLAGS: dict[str, object] = {
 
 
 def build_app(app: cdk.App | None = None) -> cdk.App:
-    app = app or cdk.App(outdir=None if os.environ.get("CDK_OUTDIR") else "cdk.out")
+    if app is None:
+        # No Docker (tests, `make synth` here): skip bundling the Lambda code; `cdk deploy` needs it.
+        skip: dict[str, object] | None = (
+            {"aws:cdk:bundling-stacks": []} if os.environ.get(SKIP_BUNDLING_ENV) == "1" else None
+        )
+        app = cdk.App(outdir=None if os.environ.get("CDK_OUTDIR") else "cdk.out", post_cli_context=skip)
     for flag, value in FEATURE_FLAGS.items():
         if app.node.try_get_context(flag) is None:
             app.node.set_context(flag, value)

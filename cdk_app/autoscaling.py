@@ -60,8 +60,10 @@ class Autoscaling(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: PlatformConfig, cluster: eks.Cluster) -> None:
         super().__init__(scope, construct_id)
         monitoring = config.monitoring
-        self.prometheus = cluster.add_helm_chart(
+        self.prometheus = eks.HelmChart(  # in this scope, so dependencies on the construct apply
+            self,
             "Prometheus",
+            cluster=cluster,  # type: ignore[arg-type]
             chart="prometheus",
             repository="https://prometheus-community.github.io/helm-charts",
             version=monitoring.prometheus_chart,
@@ -70,8 +72,10 @@ class Autoscaling(Construct):
             release=PROMETHEUS_RELEASE,
             values=prometheus_values(config),
         )
-        self.adapter = cluster.add_helm_chart(
+        self.adapter = eks.HelmChart(  # in this scope, so dependencies on the construct apply
+            self,
             "PrometheusAdapter",
+            cluster=cluster,  # type: ignore[arg-type]
             chart="prometheus-adapter",
             repository="https://prometheus-community.github.io/helm-charts",
             version=monitoring.prometheus_adapter_chart,

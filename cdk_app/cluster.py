@@ -100,6 +100,7 @@ class Cluster(Construct):
             ],
         )
         self.addons = self._addons()
+        self.device_plugin: eks.HelmChart
         self._nvidia_device_plugin()
         self._cluster_autoscaler()
 
@@ -196,7 +197,7 @@ class Cluster(Construct):
                 {"key": config.gpu_taint_key, "operator": "Exists", "effect": "NoSchedule"},
             ],
         }
-        self.cluster.add_helm_chart(
+        self.device_plugin = self.cluster.add_helm_chart(
             "NvidiaDevicePlugin",
             chart="nvidia-device-plugin",
             repository="https://nvidia.github.io/k8s-device-plugin",

@@ -288,7 +288,8 @@ class HooksConfig:
     rollout_timeout_seconds: int = 480
     canary_timeout_seconds: int = 50
     scale_events_timeout_seconds: int = 50
-    inference_timeout_seconds: int = 60
+    # Three Triton timeouts' worth: a hung call surfaces as TritonUnavailable (retried), not a Lambda timeout.
+    inference_timeout_seconds: int = 90
     inference_memory_mb: int = 1024
     inference_reserved_concurrency: int = 20
     triton_timeout_seconds: int = 30
@@ -460,6 +461,11 @@ def _validate(config: PlatformConfig) -> None:
         hooks.rollout_timeout_seconds + 60 <= hooks.health_gate_timeout_seconds <= 900,
         f"hooks.health_gate_timeout_seconds={hooks.health_gate_timeout_seconds} must leave a minute after "
         f"hooks.rollout_timeout_seconds={hooks.rollout_timeout_seconds} and stay within Lambda's 900 s",
+    )
+    _require(
+        hooks.inference_timeout_seconds >= 2 * hooks.triton_timeout_seconds,
+        f"hooks.inference_timeout_seconds={hooks.inference_timeout_seconds} must be at least twice "
+        f"hooks.triton_timeout_seconds={hooks.triton_timeout_seconds}, so Triton's timeout fires first",
     )
     _require(
         0.0 < hooks.finding_threshold < 1.0, f"hooks.finding_threshold={hooks.finding_threshold} must be in (0, 1)"

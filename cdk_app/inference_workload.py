@@ -27,7 +27,9 @@ class InferenceWorkload(Construct):
         super().__init__(scope, construct_id)
         self.objects = build_workload_objects(config, image_uri, model_repository, nlb_security_group_id)
         namespace, *rest = self.objects
-        self.namespace = cluster.add_manifest("Namespace", namespace)
+        # Created in this construct's scope (not cluster.add_manifest), so that dependencies
+        # declared on the workload (image copied, GPU nodes up) apply to these resources.
+        self.namespace = eks.KubernetesManifest(self, "Namespace", cluster=cluster, manifest=[namespace])  # type: ignore[arg-type]
         # One manifest resource for the rest: applied together, after the namespace exists.
-        self.workload = cluster.add_manifest("Workload", *rest)
+        self.workload = eks.KubernetesManifest(self, "Workload", cluster=cluster, manifest=rest)  # type: ignore[arg-type]
         self.workload.node.add_dependency(self.namespace)

@@ -126,8 +126,10 @@ class LoadBalancerController(Construct):
             service_account=SERVICE_ACCOUNT,
             role_arn=self.role.role_arn,
         )
-        self.chart = cluster.add_helm_chart(
+        self.chart = eks.HelmChart(  # in this scope, so dependencies on the construct apply
+            self,
             "Chart",
+            cluster=cluster,  # type: ignore[arg-type]
             chart="aws-load-balancer-controller",
             repository="https://aws.github.io/eks-charts",
             version=config.cluster.addons.load_balancer_controller_chart,

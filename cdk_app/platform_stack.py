@@ -12,6 +12,8 @@ from constructs import Construct
 from cdk_app.autoscaling import Autoscaling
 from cdk_app.cluster import Cluster
 from cdk_app.config import PlatformConfig
+from cdk_app.hooks import Hooks
+from cdk_app.inference_api import InferenceApi
 from cdk_app.inference_workload import BAKED_MODEL_REPOSITORY, InferenceWorkload
 from cdk_app.load_balancer import LoadBalancerController, TritonEndpoint
 from cdk_app.model_store import ModelStore
@@ -71,10 +73,24 @@ class RadStreamPlatformStack(cdk.Stack):
         # Pods need the image copied into radstream-triton, GPU nodes and the device plugin.
         self.workload.node.add_dependency(self.registry.image_copy)
         self.workload.node.add_dependency(self.cluster.gpu_nodes)
+        self.workload.node.add_dependency(self.cluster.device_plugin)
         if self.model_store is not None:
             self.workload.node.add_dependency(self.model_store.deployment)
 
         self.triton_url = self.triton_endpoint.publish_address(self.cluster.cluster, after=self.workload)
+
+        self.hooks = Hooks(
+            self,
+            "Hooks",
+            config=config,
+            vpc=self.network.vpc,
+            security_group=self.hooks_security_group,
+            cluster=self.cluster.cluster,
+            triton_url=self.triton_url,
+            # The gate runs once the workload is applied and the NLB has an address.
+            execute_after=[self.workload, self.triton_endpoint],
+        )
+        self.inference_api = InferenceApi(self, "InferenceApi", config=config, endpoint=self.hooks.inference_endpoint)
 
         cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster.cluster_name)
         cdk.CfnOutput(self, "EcrRepositoryUri", value=self.registry.repository.repository_uri)

@@ -150,7 +150,9 @@ class TritonProbe:
         tensor = self.module.InferInput(PIPELINE_INPUT, [1, 1], "BYTES")
         tensor.set_data_from_numpy(np.array([[payload]], dtype=object))
         outputs = [self.module.InferRequestedOutput(name) for name in PIPELINE_OUTPUTS]
-        kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {"timeout": int(self.timeout_s)}
+        # HTTP: the client's network_timeout bounds the call. (tritonclient's `timeout` argument
+        # is a server-side queue timeout in microseconds, not a client deadline.)
+        kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
         result = self.client.infer(PIPELINE_MODEL, [tensor], outputs=outputs, **kwargs)
         return {name: result.as_numpy(name) for name in PIPELINE_OUTPUTS}
 

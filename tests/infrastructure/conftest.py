@@ -26,7 +26,8 @@ class Synthesized:
     def __init__(self, variant: str, outdir: Path) -> None:
         context = VARIANTS[variant]
         self.config = load_config(context["stage"], context)
-        app = build_app(cdk.App(context=context, outdir=str(outdir)))
+        # No Docker here: the Lambda code is staged but not bundled.
+        app = build_app(cdk.App(context={**context, "aws:cdk:bundling-stacks": []}, outdir=str(outdir)))
         self.assembly = app.synth()  # raises if any cdk-nag finding is unacknowledged
         self.stack = app.node.find_child(self.config.stack_name)
         self.template = Template.from_stack(self.stack)  # type: ignore[arg-type]

@@ -1,0 +1,241 @@
+"""Lambda hooks: the post-deploy health gate (also the one-minute canary), the
+scale-event metrics publisher, and the inference endpoint Step Functions calls.
+
+Each is a ``PythonFunction`` (arm64) over ``lambdas/<name>/``, in the VPC's private
+subnets behind one security group that the Triton NLB and the EKS API admit.
+The health gate runs as a CDK Trigger after the workload is applied: a failed
+check fails the deployment and CloudFormation rolls back.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_ssm as ssm
+from aws_cdk import triggers
+from aws_cdk.aws_lambda_python_alpha import PythonFunction
+from constructs import Construct
+
+from cdk_app.config import PlatformConfig
+from cdk_app.network import LOG_RETENTION
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LAMBDAS_DIR = REPO_ROOT / "lambdas"
+STAGING_DIR = REPO_ROOT / "build" / "lambda-src"
+RUNTIMES = {"python3.12": lambda_.Runtime.PYTHON_3_12}
+# Files shared with the Triton image, staged into a Lambda package under another name.
+SHARED_FILES: dict[str, dict[Path, str]] = {
+    "health_check": {REPO_ROOT / "triton" / "health_check.py": "triton_health.py"},
+    "inference_endpoint": {},
+    # The EKS token and client code, shared with the health check (one source).
+    "scale_events": {LAMBDAS_DIR / "health_check" / "eks_client.py": "eks_client.py"},
+}
+
+
+def stage_lambda_source(name: str) -> Path:
+    """``lambdas/<name>``, ``lambdas/common`` and the files it shares with ``triton/``, in one folder to bundle.
+
+    The single source of ``health_check.py`` stays in ``triton/`` (the image's HEALTHCHECK
+    uses it); the Lambda gets the same file, copied at synth time, never edited.
+    """
+    target = STAGING_DIR / name
+    if target.exists():
+        shutil.rmtree(target)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(LAMBDAS_DIR / name, target, ignore=ignore)
+    shutil.copytree(LAMBDAS_DIR / "common", target / "common", ignore=ignore)
+    for source, staged_name in SHARED_FILES[name].items():
+        shutil.copyfile(source, target / staged_name)
+    return target
+
+
+class Hooks(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PlatformConfig,
+        vpc: ec2.IVpc,
+        security_group: ec2.ISecurityGroup,
+        cluster: eks.Cluster,
+        triton_url: ssm.IStringParameter,
+        execute_after: list[Construct],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+        self.vpc = vpc
+        hooks, workload = config.hooks, config.workload
+        self.security_group = security_group
+        # The EKS API (private endpoint) admits the hooks.
+        cluster.cluster_security_group.add_ingress_rule(
+            self.security_group, ec2.Port.tcp(443), "RadStream hooks to the EKS API"
+        )
+        self.log_key = kms.Key(self, "LogKey", enable_key_rotation=True, description="Encrypts RadStream hook logs")
+        self.log_key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.log_key,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        cluster_env = {
+            "CLUSTER_NAME": cluster.cluster_name,
+            "CLUSTER_ENDPOINT": cluster.cluster_endpoint,
+            "CLUSTER_CA": cluster.cluster_certificate_authority_data,
+            "NAMESPACE": workload.namespace,
+            "DEPLOYMENT_NAME": workload.deployment_name,
+            "HPA_NAME": config.autoscaling.hpa_name,
+            "METRICS_NAMESPACE": hooks.metrics_namespace,
+            "TRITON_URL_PARAMETER": triton_url.parameter_name,
+        }
+
+        self.health_check = self._function(
+            "HealthCheck",
+            "health_check",
+            timeout=hooks.health_gate_timeout_seconds,
+            memory=512,
+            reserved_concurrency=2,
+            environment={
+                **cluster_env,
+                "ROLLOUT_TIMEOUT_SECONDS": str(hooks.rollout_timeout_seconds),
+                "TRITON_TIMEOUT_SECONDS": str(hooks.triton_timeout_seconds),
+            },
+            async_invocations=True,
+        )
+        # What the scale-event publisher has already counted (event UIDs, restarts, pods).
+        # One writer: reserved concurrency 1, so runs never race on it.
+        self.scale_events_state = ssm.StringParameter(
+            self,
+            "ScaleEventsState",
+            parameter_name=f"/radstream/{config.stage}/scale-events-state",
+            string_value="{}",
+            description="Scale-event dedup state (written by the scale_events hook)",
+        )
+        self.scale_events = self._function(
+            "ScaleEvents",
+            "scale_events",
+            timeout=hooks.scale_events_timeout_seconds,
+            memory=256,
+            reserved_concurrency=1,
+            environment={**cluster_env, "STATE_PARAMETER_NAME": self.scale_events_state.parameter_name},
+            async_invocations=True,
+        )
+        self.scale_events_state.grant_read(self.scale_events)
+        self.scale_events_state.grant_write(self.scale_events)
+        self.inference_endpoint = self._function(
+            "InferenceEndpoint",
+            "inference_endpoint",
+            timeout=hooks.inference_timeout_seconds,
+            memory=hooks.inference_memory_mb,
+            reserved_concurrency=hooks.inference_reserved_concurrency,
+            environment={
+                "TRITON_URL_PARAMETER": triton_url.parameter_name,
+                "TRITON_TIMEOUT_SECONDS": str(hooks.triton_timeout_seconds),
+                "MAX_IMAGE_BYTES": str(hooks.max_image_bytes),
+                "FINDING_THRESHOLD": str(hooks.finding_threshold),
+                "RESULTS_PREFIX": hooks.results_prefix,
+                "METRICS_NAMESPACE": hooks.metrics_namespace,
+            },
+            async_invocations=False,
+        )
+        for function in (self.health_check, self.scale_events, self.inference_endpoint):
+            triton_url.grant_read(function)
+
+        # Read-only Kubernetes access, to the workload's namespace only.
+        for name, function in (("HealthCheck", self.health_check), ("ScaleEvents", self.scale_events)):
+            role = function.role
+            assert role is not None
+            cluster.grant_access(
+                f"{name}View",
+                role.role_arn,
+                [
+                    eks.AccessPolicy.from_access_policy_name(
+                        "AmazonEKSViewPolicy",
+                        access_scope_type=eks.AccessScopeType.NAMESPACE,
+                        namespaces=[workload.namespace],
+                    )
+                ],
+            )
+
+        # The gate: after the workload and the NLB exist; failure rolls the stack back.
+        self.health_gate = triggers.Trigger(
+            self,
+            "HealthGate",
+            handler=self.health_check,
+            execute_after=execute_after,
+            execute_on_handler_change=True,
+            invocation_type=triggers.InvocationType.REQUEST_RESPONSE,
+            timeout=cdk.Duration.seconds(hooks.health_gate_timeout_seconds),
+        )
+        every_minute = events.Schedule.rate(cdk.Duration.minutes(1))
+        events.Rule(
+            self,
+            "Canary",
+            description="RadStream availability canary (health check every minute)",
+            schedule=every_minute,
+            targets=[targets.LambdaFunction(self.health_check, retry_attempts=0)],
+        )
+        events.Rule(
+            self,
+            "ScaleEventsSchedule",
+            description="RadStream scale-event metrics every minute",
+            schedule=every_minute,
+            targets=[targets.LambdaFunction(self.scale_events, retry_attempts=0)],
+        )
+
+    def _function(
+        self,
+        construct_id: str,
+        name: str,
+        *,
+        timeout: int,
+        memory: int,
+        reserved_concurrency: int,
+        environment: dict[str, str],
+        async_invocations: bool,
+    ) -> PythonFunction:
+        hooks = self.config.hooks
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}Logs",
+            retention=LOG_RETENTION[hooks.log_retention_days],
+            encryption_key=self.log_key,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        return PythonFunction(
+            self,
+            construct_id,
+            entry=str(stage_lambda_source(name)),
+            index="handler.py",
+            handler="handler",
+            runtime=RUNTIMES[hooks.python_runtime],
+            architecture=lambda_.Architecture.ARM_64,
+            timeout=cdk.Duration.seconds(timeout),
+            memory_size=memory,
+            reserved_concurrent_executions=reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            vpc=self.vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            security_groups=[self.security_group],
+            dead_letter_queue=self.dead_letters if async_invocations else None,
+            environment={
+                **environment,
+                "POWERTOOLS_SERVICE_NAME": f"radstream-{name.replace('_', '-')}",
+                "POWERTOOLS_METRICS_NAMESPACE": hooks.metrics_namespace,
+            },
+        )

@@ -1,0 +1,1 @@
+"""Post-deploy health gate and availability canary for the Triton workload (see handler.py)."""

@@ -1,0 +1,103 @@
+"""The health-check Lambda's settings, read once from environment variables.
+
+Required: CLUSTER_NAME, CLUSTER_ENDPOINT, CLUSTER_CA (base64 PEM, EKS certificateAuthority.data),
+AWS_REGION (set by the Lambda runtime), NAMESPACE, DEPLOYMENT_NAME, TRITON_URL or
+TRITON_URL_PARAMETER (an SSM parameter holding host:port), ROLLOUT_TIMEOUT_SECONDS, METRICS_NAMESPACE.
+
+Optional: TRITON_PROTOCOL (http|grpc, default http), TRITON_TIMEOUT_SECONDS (per Triton call,
+default 10), EXPECTED_MODELS (comma-separated, default: the repository's four models),
+SMOKE_IMAGE_PATH (a DICOM/PNG/JPEG file for the smoke inference, default: the built-in PNG),
+ROLLOUT_POLL_SECONDS (default 5), KUBERNETES_TIMEOUT_SECONDS (per API call, default 10),
+TRITON_URL_CACHE_SECONDS (how long the SSM value is cached in a warm Lambda, default 60).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+PROTOCOLS = ("http", "grpc")
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"environment variable {name} is missing or empty")
+    return value
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float | None = None) -> float:
+    raw = _optional(env, name)
+    if raw is None:
+        if default is None:
+            raise ConfigError(f"environment variable {name} is missing or empty")
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ConfigError(f"environment variable {name}={raw!r} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class HealthCheckConfig:
+    cluster_name: str
+    cluster_endpoint: str
+    cluster_ca: str
+    region: str
+    namespace: str
+    deployment_name: str
+    triton_url: str | None
+    triton_url_parameter: str | None
+    rollout_timeout_seconds: float
+    metrics_namespace: str
+    triton_protocol: str = "http"
+    triton_timeout_seconds: float = 10.0
+    # Empty: the models triton/health_check.py expects.
+    expected_models: tuple[str, ...] = ()
+    smoke_image_path: str | None = None
+    rollout_poll_seconds: float = 5.0
+    kubernetes_timeout_seconds: float = 10.0
+    triton_url_cache_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> HealthCheckConfig:
+        env = os.environ if env is None else env
+        triton_url = _optional(env, "TRITON_URL")
+        triton_url_parameter = _optional(env, "TRITON_URL_PARAMETER")
+        if triton_url is None and triton_url_parameter is None:
+            raise ConfigError("environment variable TRITON_URL or TRITON_URL_PARAMETER must be set")
+        protocol = (_optional(env, "TRITON_PROTOCOL") or "http").lower()
+        if protocol not in PROTOCOLS:
+            choices = ", ".join(PROTOCOLS)
+            raise ConfigError(f"environment variable TRITON_PROTOCOL={protocol!r} must be one of {choices}")
+        models = tuple(m.strip() for m in (_optional(env, "EXPECTED_MODELS") or "").split(",") if m.strip())
+        return cls(
+            cluster_name=_required(env, "CLUSTER_NAME"),
+            cluster_endpoint=_required(env, "CLUSTER_ENDPOINT"),
+            cluster_ca=_required(env, "CLUSTER_CA"),
+            region=_optional(env, "AWS_REGION") or _optional(env, "AWS_DEFAULT_REGION") or _required(env, "AWS_REGION"),
+            namespace=_required(env, "NAMESPACE"),
+            deployment_name=_required(env, "DEPLOYMENT_NAME"),
+            triton_url=triton_url,
+            triton_url_parameter=triton_url_parameter,
+            rollout_timeout_seconds=_seconds(env, "ROLLOUT_TIMEOUT_SECONDS"),
+            metrics_namespace=_required(env, "METRICS_NAMESPACE"),
+            triton_protocol=protocol,
+            triton_timeout_seconds=_seconds(env, "TRITON_TIMEOUT_SECONDS", 10.0),
+            expected_models=models,
+            smoke_image_path=_optional(env, "SMOKE_IMAGE_PATH"),
+            rollout_poll_seconds=_seconds(env, "ROLLOUT_POLL_SECONDS", 5.0),
+            kubernetes_timeout_seconds=_seconds(env, "KUBERNETES_TIMEOUT_SECONDS", 10.0),
+            triton_url_cache_seconds=_seconds(env, "TRITON_URL_CACHE_SECONDS", 60.0),
+        )

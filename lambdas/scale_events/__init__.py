@@ -1,0 +1,1 @@
+"""Scale-event metrics for the Triton workload, published every minute (see handler.py)."""

@@ -1,0 +1,116 @@
+"""The Lambda hooks and the RadStreamInference state machine, as synthesized."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.infrastructure.conftest import join_to_text
+
+HOOKS = ("HooksHealthCheck", "HooksScaleEvents", "HooksInferenceEndpoint")
+
+
+def _functions(synth) -> dict[str, dict[str, Any]]:
+    found = {}
+    for logical_id, resource in synth.resources("AWS::Lambda::Function").items():
+        for prefix in HOOKS:
+            if logical_id.startswith(prefix) and not logical_id.startswith(prefix + "Logs"):
+                found[prefix] = resource["Properties"]
+    return found
+
+
+def test_hooks_are_arm64_traced_in_the_vpc_with_explicit_timeouts(dev):
+    functions = _functions(dev)
+    assert set(functions) == set(HOOKS)
+    hooks = dev.config.hooks
+    expected_timeouts = {
+        "HooksHealthCheck": hooks.health_gate_timeout_seconds,
+        "HooksScaleEvents": hooks.scale_events_timeout_seconds,
+        "HooksInferenceEndpoint": hooks.inference_timeout_seconds,
+    }
+    for name, properties in functions.items():
+        assert properties["Architectures"] == ["arm64"]
+        assert properties["Runtime"] == "python3.12"
+        assert properties["Handler"] == "handler.handler"
+        assert properties["TracingConfig"] == {"Mode": "Active"}
+        assert properties["Timeout"] == expected_timeouts[name]
+        assert properties["VpcConfig"]["SubnetIds"], "in the private subnets"
+        assert properties["ReservedConcurrentExecutions"] >= 1
+        env = properties["Environment"]["Variables"]
+        assert env["TRITON_URL_PARAMETER"] == {
+            "Ref": next(k for k in dev.resources("AWS::SSM::Parameter") if k.startswith("TritonEndpointUrl"))
+        }
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "RadStream"
+
+
+def test_hook_logs_are_encrypted_and_retained(dev):
+    groups = {k: g["Properties"] for k, g in dev.resources("AWS::Logs::LogGroup").items() if k.startswith("Hooks")}
+    assert len(groups) == 3
+    for properties in groups.values():
+        assert properties["RetentionInDays"] == 365
+        assert "KmsKeyId" in properties
+
+
+def test_health_gate_runs_after_the_workload_and_the_nlb_address(dev):
+    (trigger_id, trigger) = next(
+        (k, v) for k, v in dev.resources("Custom::Trigger").items() if k.startswith("HooksHealthGate")
+    )
+    depends = set(trigger["DependsOn"])
+    assert any(d.startswith("InferenceWorkload") and "Namespace" not in d for d in depends), depends
+    assert any(d.startswith("TritonEndpointAddress") for d in depends), depends
+    assert trigger["Properties"]["InvocationType"] == "RequestResponse"
+    assert trigger_id
+
+
+def test_canary_and_scale_events_run_every_minute(dev):
+    rules = {k: r["Properties"] for k, r in dev.resources("AWS::Events::Rule").items()}
+    targets = {json.dumps(r["Targets"][0]["Arn"]): r["ScheduleExpression"] for r in rules.values()}
+    assert any("HooksHealthCheck" in arn and rate == "rate(1 minute)" for arn, rate in targets.items())
+    assert any("HooksScaleEvents" in arn and rate == "rate(1 minute)" for arn, rate in targets.items())
+
+
+def test_hooks_see_only_the_workload_namespace_in_kubernetes(dev):
+    entries = [e["Properties"] for e in dev.resources("AWS::EKS::AccessEntry").values()]
+    hook_entries = [e for e in entries if "Hooks" in json.dumps(e["PrincipalArn"])]
+    assert len(hook_entries) == 2
+    for entry in hook_entries:
+        (policy,) = entry["AccessPolicies"]
+        assert "AmazonEKSViewPolicy" in json.dumps(policy["PolicyArn"])
+        assert policy["AccessScope"] == {"Type": "namespace", "Namespaces": ["radstream"]}
+
+
+def test_state_machine_logs_everything_traces_and_retries_triton(dev):
+    (machine,) = dev.resources("AWS::StepFunctions::StateMachine").values()
+    properties = machine["Properties"]
+    assert properties["StateMachineName"] == "RadStreamInference"
+    assert properties["LoggingConfiguration"]["Level"] == "ALL"
+    assert properties["LoggingConfiguration"]["IncludeExecutionData"] is True
+    assert properties["TracingConfiguration"] == {"Enabled": True}
+    definition = json.loads(join_to_text(properties["DefinitionString"]))
+    task = definition["States"][definition["StartAt"]]
+    retried = {error for retry in task["Retry"] for error in retry["ErrorEquals"]}
+    assert "TritonUnavailable" in retried and "Lambda.ServiceException" in retried
+    assert "ImageRejected" not in retried
+    assert task["Catch"][0]["ErrorEquals"] == ["States.ALL"]
+
+
+def test_study_and_result_buckets_are_encrypted_tls_only_versioned_with_lifecycle(dev):
+    buckets = {k: b["Properties"] for k, b in dev.resources("AWS::S3::Bucket").items() if k.startswith("InferenceApi")}
+    for name in ("InferenceApiStudies", "InferenceApiResults"):
+        (properties,) = [p for k, p in buckets.items() if k.startswith(name)]
+        assert "KMSMasterKeyID" in json.dumps(properties["BucketEncryption"])
+        assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+        assert properties["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
+        assert properties["LifecycleConfiguration"]["Rules"]
+    policies = json.dumps(
+        [p for k, p in dev.resources("AWS::S3::BucketPolicy").items() if k.startswith("InferenceApi")]
+    )
+    assert policies.count('"aws:SecureTransport": "false"') >= 3
+
+
+def test_endpoint_address_and_state_machine_arn_are_published(dev):
+    names = {p["Properties"].get("Name") for p in dev.resources("AWS::SSM::Parameter").values()}
+    assert {"/radstream/dev/triton-url", "/radstream/dev/state-machine-arn"} <= names
+    outputs = set(dev.json["Outputs"])
+    assert any(k.startswith("InferenceApiStateMachineArn") for k in outputs)
+    assert "TritonUrlParameter" in outputs
