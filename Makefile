@@ -97,5 +97,11 @@ synth: install
 autoscale-report: install
 	python -m cdk_app.autoscaling_sim --stage $(STAGE) --profile all --output-dir build/autoscale --update-docs docs/autoscaling.md
 
+LOADTEST := cd triton && ../$(BIN)/python -m radstream_triton.loadtest --start-local --max-error-rate 0.01 --max-p99-ms 2000
+# The guide's profiles on the real local Triton, compressed in time (burst 6x, sustained 30x).
+loadtest: install-local
+	$(LOADTEST) --profile burst --time-scale 6 --output-dir ../build/loadtest/burst
+	$(LOADTEST) --profile sustained --time-scale 30 --output-dir ../build/loadtest/sustained
+
 clean:
 	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from radstream_triton.loadtest.cli import main
+
+sys.exit(main())
