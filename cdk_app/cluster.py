@@ -4,6 +4,7 @@ Cluster Autoscaler (Pod Identity, least privilege)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aws_cdk as cdk
@@ -52,10 +53,13 @@ class Cluster(Construct):
         config: ClusterConfig,
         autoscaling: AutoscalingConfig,
         vpc: ec2.IVpc,
+        cloudwatch_agent_configuration: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
         self.autoscaling = autoscaling
+        # configuration_values of amazon-cloudwatch-observability (metric_catalog.collector_addon_configuration).
+        self.cloudwatch_agent_configuration = cloudwatch_agent_configuration
         self.secrets_key = kms.Key(
             self, "SecretsKey", enable_key_rotation=True, description=f"Envelope encryption of {config.name} secrets"
         )
@@ -167,6 +171,9 @@ class Cluster(Construct):
                 cluster=self.cluster,  # type: ignore[arg-type]  # a gap in the jsii typings of aws_eks_v2
                 addon_name=name,
                 addon_version=version,
+                configuration_values=(
+                    self.cloudwatch_agent_configuration if name == "amazon-cloudwatch-observability" else None
+                ),
             )
             for name, version in pinned.items()
         }

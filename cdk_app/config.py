@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -45,6 +46,8 @@ GPU_FAMILIES = tuple(sorted({name.split(".")[0] for name in GPU_INSTANCE_GPUS}))
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_DASHBOARD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _QUANTITY = re.compile(r"^(\d+(\.\d+)?)(m|Ki|Mi|Gi|Ti)?$")
 _QUANTITY_FACTORS = {None: Decimal(1), "m": Decimal("0.001"), "Ki": Decimal(1024), "Mi": Decimal(1024**2)}
 _QUANTITY_FACTORS |= {"Gi": Decimal(1024**3), "Ti": Decimal(1024**4)}
@@ -305,6 +308,55 @@ class HooksConfig:
 
 
 @dataclass(frozen=True)
+class ObservabilityConfig:
+    """CloudWatch: the collector, the dashboard, the alarms and who they notify.
+
+    Every threshold names its source. Metric names and dimensions live in
+    ``cdk_app/metric_catalog.py``, not here.
+    """
+
+    dashboard_name: str = "radstream-eks-dashboard"
+    # Where the CloudWatch agent puts the Prometheus metrics it converts (the agent's default).
+    prometheus_namespace: str = "ContainerInsights/Prometheus"
+    # Two scrapes per one-minute CloudWatch period: a missed scrape still leaves a datapoint.
+    scrape_interval_seconds: int = 30
+    scrape_timeout_seconds: int = 10
+    log_retention_days: int = 365
+    # Who is told. Paging: the composite alarm (e-mail and a paging service's HTTPS endpoint);
+    # warnings: every individual alarm. Empty by default: set them per stage.
+    paging_emails: tuple[str, ...] = ()
+    paging_https_endpoints: tuple[str, ...] = ()
+    warning_emails: tuple[str, ...] = ()
+    # Base of the runbook links in alarm descriptions and on the dashboard: the repository's
+    # docs/runbook.md as a browsable https URL, or the repository-relative path.
+    runbook_url: str = "docs/runbook.md"
+    # Brief: error rate < 1 %; the issue: over 5 minutes.
+    error_rate_percent: float = 1.0
+    error_rate_window_seconds: int = 300
+    # p99 of the pipeline above 1 s means a pod is past saturation: p99 0.79 s at the saturating
+    # concurrency (2), 1.53 s at 4 (docs/measurements/pod_capacity.json); the simulated brief loads
+    # stay under 0.3 s (docs/autoscaling.md). 3 of 5 minutes: one slow minute is not an incident.
+    latency_p99_slo_ms: int = 1000
+    latency_evaluation_minutes: int = 5
+    latency_datapoints_to_alarm: int = 3
+    # Brief: availability > 99.9 %, measured by the one-minute canary over one hour.
+    availability_target_percent: float = 99.9
+    availability_window_seconds: int = 3600
+    # The issue: HPA at max replicas for 10 minutes while Triton's queue signal is above target.
+    hpa_at_max_minutes: int = 10
+    # The issue: GPU pods unschedulable for more than 2 minutes.
+    gpu_pending_minutes: int = 2
+    # Brief: autoscaling response < 2 minutes.
+    time_to_scale_seconds: int = 120
+    # Brief: pod restarts 0, so any restart is worth a warning.
+    container_restarts_allowed: int = 0
+    # Ready replicas below autoscaling.min_replicas for this long (a rollout replaces one pod at a time).
+    ready_replicas_minutes: int = 3
+    # No Triton metric for this long: the collector, the scrape or Triton is gone.
+    heartbeat_minutes: int = 5
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     stage: str
     region: str = "us-east-1"
@@ -318,6 +370,7 @@ class PlatformConfig:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     capacity_timing: CapacityTimingConfig = field(default_factory=CapacityTimingConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
 
     @property
     def stack_name(self) -> str:
@@ -470,12 +523,78 @@ def _validate(config: PlatformConfig) -> None:
     _require(
         0.0 < hooks.finding_threshold < 1.0, f"hooks.finding_threshold={hooks.finding_threshold} must be in (0, 1)"
     )
+    _validate_observability(config.observability)
     needed = scaling.max_replicas * workload.gpus_per_pod
     _require(
         needed <= cluster.max_gpus,
         f"autoscaling.max_replicas x workload.gpus_per_pod = {needed} GPUs exceeds the GPU node group's maximum "
         f"of {cluster.max_gpus} (cluster.gpu_nodes.max_size={cluster.gpu_nodes.max_size} x "
         f"{cluster.gpus_per_gpu_node} per {cluster.gpu_nodes.instance_types[0]}): those pods would never schedule",
+    )
+
+
+def _is_https_url(value: str) -> bool:
+    parsed = urllib.parse.urlsplit(value)
+    return parsed.scheme == "https" and bool(parsed.hostname) and not any(c.isspace() for c in value)
+
+
+def _validate_observability(observability: ObservabilityConfig) -> None:
+    name = "observability"
+    for index, email in enumerate((*observability.paging_emails, *observability.warning_emails)):
+        _require(_EMAIL.match(email) is not None, f"{name}: {email!r} (subscription {index}) is not an e-mail address")
+    for index, url in enumerate(observability.paging_https_endpoints):
+        _require(_is_https_url(url), f"{name}.paging_https_endpoints[{index}]={url!r} is not an https:// URL")
+    runbook = observability.runbook_url
+    relative = not urllib.parse.urlsplit(runbook).scheme and not runbook.startswith("/") and " " not in runbook
+    _require(
+        _is_https_url(runbook) or relative,
+        f"{name}.runbook_url={runbook!r} must be an https:// URL or a repository-relative path",
+    )
+    _require(
+        _DASHBOARD_NAME.match(observability.dashboard_name) is not None,
+        f"{name}.dashboard_name={observability.dashboard_name!r} may hold only letters, digits, - and _",
+    )
+    _require(
+        observability.log_retention_days in LOG_RETENTION_DAYS,
+        f"{name}.log_retention_days={observability.log_retention_days} must be one of {list(LOG_RETENTION_DAYS)}",
+    )
+    _require(
+        10 <= observability.scrape_interval_seconds <= 60
+        and 0 < observability.scrape_timeout_seconds <= observability.scrape_interval_seconds,
+        f"{name}.scrape_interval_seconds={observability.scrape_interval_seconds} must be 10-60 s and the "
+        f"scrape_timeout_seconds={observability.scrape_timeout_seconds} no longer",
+    )
+    _require(
+        0 < observability.error_rate_percent < 100,
+        f"{name}.error_rate_percent={observability.error_rate_percent} must be in (0, 100)",
+    )
+    _require(
+        0 < observability.availability_target_percent < 100,
+        f"{name}.availability_target_percent={observability.availability_target_percent} must be in (0, 100)",
+    )
+    _require(
+        0 < observability.latency_datapoints_to_alarm <= observability.latency_evaluation_minutes,
+        f"{name}.latency_datapoints_to_alarm={observability.latency_datapoints_to_alarm} must be 1 to "
+        f"latency_evaluation_minutes={observability.latency_evaluation_minutes}",
+    )
+    for field_name in ("error_rate_window_seconds", "availability_window_seconds"):
+        seconds = getattr(observability, field_name)
+        _require(
+            seconds % 60 == 0 and 60 <= seconds <= 86400,
+            f"{name}.{field_name}={seconds} must be whole minutes, 1 minute to 1 day (a CloudWatch alarm period)",
+        )
+    for field_name in (
+        "latency_p99_slo_ms",
+        "hpa_at_max_minutes",
+        "gpu_pending_minutes",
+        "time_to_scale_seconds",
+        "ready_replicas_minutes",
+        "heartbeat_minutes",
+    ):
+        _require(getattr(observability, field_name) > 0, f"{name}.{field_name} must be positive")
+    _require(
+        observability.container_restarts_allowed >= 0,
+        f"{name}.container_restarts_allowed={observability.container_restarts_allowed} must be >= 0",
     )
 
 

@@ -16,8 +16,10 @@ from cdk_app.hooks import Hooks
 from cdk_app.inference_api import InferenceApi
 from cdk_app.inference_workload import BAKED_MODEL_REPOSITORY, InferenceWorkload
 from cdk_app.load_balancer import LoadBalancerController, TritonEndpoint
+from cdk_app.metric_catalog import collector_addon_configuration
 from cdk_app.model_store import ModelStore
 from cdk_app.network import Network
+from cdk_app.observability import Observability
 from cdk_app.registry import Registry
 
 
@@ -28,7 +30,12 @@ class RadStreamPlatformStack(cdk.Stack):
         self.network = Network(self, "Network", config=config.network, cluster_name=config.cluster.name)
         self.registry = Registry(self, "Registry", config=config.registry)
         self.cluster = Cluster(
-            self, "Cluster", config=config.cluster, autoscaling=config.autoscaling, vpc=self.network.vpc
+            self,
+            "Cluster",
+            config=config.cluster,
+            autoscaling=config.autoscaling,
+            vpc=self.network.vpc,
+            cloudwatch_agent_configuration=collector_addon_configuration(config),
         )
 
         model_repository = BAKED_MODEL_REPOSITORY
@@ -91,6 +98,11 @@ class RadStreamPlatformStack(cdk.Stack):
             execute_after=[self.workload, self.triton_endpoint],
         )
         self.inference_api = InferenceApi(self, "InferenceApi", config=config, endpoint=self.hooks.inference_endpoint)
+        # Dashboard, alarms and their topics; the agent writes into the log group created here.
+        self.observability = Observability(self, "Observability", config=config)
+        self.cluster.addons["amazon-cloudwatch-observability"].node.add_dependency(
+            self.observability.prometheus_log_group
+        )
 
         cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster.cluster_name)
         cdk.CfnOutput(self, "EcrRepositoryUri", value=self.registry.repository.repository_uri)
@@ -100,6 +112,12 @@ class RadStreamPlatformStack(cdk.Stack):
             "InferenceEndpoint",
             value=f"http://{config.workload.in_cluster_address}",
             description="In-cluster Triton endpoint (HTTP) for Step Functions' callers",
+        )
+        cdk.CfnOutput(
+            self,
+            "TritonInternalUrl",
+            value=self.triton_url.string_value,
+            description="Triton's internal NLB address (host:port), reachable from the hooks' security group",
         )
         cdk.CfnOutput(
             self,

@@ -104,6 +104,10 @@ args=(
   --metrics-port="$TRITON_METRICS_PORT"
   --allow-metrics=true
   --metrics-interval-ms="$TRITON_METRICS_INTERVAL_MS"
+  # Latency quantiles per model (nv_inference_*_summary_us) for the dashboard and the
+  # p99 alarm; the highest quantile comes last (cdk_app/metric_catalog.py explains why).
+  --metrics-config=summary_latencies=true
+  "--metrics-config=summary_quantiles=0.5:0.05,0.95:0.01,0.99:0.001"
   --allow-sagemaker=false
   --allow-vertex-ai=false
   --http-restricted-api="$ADMIN_APIS:admin-key=$TRITON_ADMIN_KEY"

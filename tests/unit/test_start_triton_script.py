@@ -55,6 +55,9 @@ def test_defaults_give_the_hardened_command_line(fake_server):
         "--allow-vertex-ai=false",
         "--http-restricted-api=model-repository,model-config,shared-memory,trace,logging:admin-key=k3y",
         "--grpc-restricted-protocol=model-repository,model-config,shared-memory,trace,logging:admin-key=k3y",
+        # Latency quantiles for CloudWatch (cdk_app/metric_catalog.py): p50, p95, p99, highest last.
+        "--metrics-config=summary_latencies=true",
+        "--metrics-config=summary_quantiles=0.5:0.05,0.95:0.01,0.99:0.001",
     ):
         assert flag in args
     # The stand-in's --help does not list --http-max-input-size (as in 2.51): not passed.
