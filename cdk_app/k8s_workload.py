@@ -335,7 +335,9 @@ def triton_ingress(config: PlatformConfig) -> Manifest:
                     "ports": inference_ports,
                 },
                 {
-                    "from": [{"namespaceSelector": scrapers}],
+                    # Prometheus (pod network) by namespace; the CloudWatch agent runs on the host
+                    # network, so its scrapes come from node addresses in the VPC.
+                    "from": [{"namespaceSelector": scrapers}, {"ipBlock": {"cidr": config.network.vpc_cidr}}],
                     "ports": [{"protocol": "TCP", "port": workload.metrics_port}],
                 },
             ],
