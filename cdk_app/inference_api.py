@@ -14,6 +14,7 @@ from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from cdk_app.buckets import access_logs_bucket
 from cdk_app.config import PlatformConfig
 from cdk_app.network import LOG_RETENTION
 from cdk_app.state_machine_definition import FAILURES_PREFIX, build_definition
@@ -27,17 +28,7 @@ class InferenceApi(Construct):
         hooks = config.hooks
         self.key = kms.Key(self, "Key", enable_key_rotation=True, description="Encrypts RadStream studies and results")
         self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,  # S3 server access logging cannot write to SSE-KMS
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(hooks.log_retention_days))],
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
+        self.access_logs = access_logs_bucket(self, "AccessLogs", expiry_days=hooks.log_retention_days)
         self.studies = self._bucket(
             "Studies",
             "studies/",

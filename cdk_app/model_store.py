@@ -11,6 +11,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3_deployment
 from constructs import Construct
 
+from cdk_app.buckets import access_logs_bucket
 from cdk_app.cluster import pod_identity_role
 from cdk_app.config import ModelStoreConfig
 from cdk_app.registry import TRITON_DIR
@@ -20,16 +21,7 @@ class ModelStore(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: ModelStoreConfig) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(self, "Key", enable_key_rotation=True, description="Encrypts the RadStream model store")
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,  # S3 server access logging cannot write to SSE-KMS
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
+        self.access_logs = access_logs_bucket(self, "AccessLogs")
         self.bucket = s3.Bucket(
             self,
             "Bucket",
