@@ -357,6 +357,54 @@ class ObservabilityConfig:
 
 
 @dataclass(frozen=True)
+class PipelineConfig:
+    """The CodePipeline that deploys the stages (``cdk synth -c pipeline=true``)."""
+
+    connection_arn: str | None = None
+    repository: str | None = None  # owner/name
+    branch: str = "main"
+    stages: tuple[str, ...] = ("dev", "prod")
+    approval_before: tuple[str, ...] = ("prod",)
+    # The post-deploy burst load test (compressed 6x: 50 images in 10 s).
+    loadtest_time_scale: int = 6
+    loadtest_max_error_rate: float = 0.01
+    loadtest_max_p99_ms: int = 2000
+
+
+_CONNECTION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$"
+)
+_REPOSITORY = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def load_pipeline_config(overrides: Mapping[str, str] | None = None) -> PipelineConfig:
+    """The pipeline's settings; the source connection is required (one line naming what is missing)."""
+    overrides = overrides or {}
+    config = PipelineConfig(
+        connection_arn=overrides.get("connection_arn") or None,
+        repository=overrides.get("repository") or None,
+        branch=overrides.get("branch") or PipelineConfig.branch,
+    )
+    _require(
+        config.connection_arn is not None,
+        "pipeline.connection_arn is required: pass -c connection_arn=arn:aws:codeconnections:<region>:<account>:"
+        "connection/<id>",
+    )
+    _require(
+        _CONNECTION_ARN.match(config.connection_arn or "") is not None,
+        f"pipeline.connection_arn={config.connection_arn!r} is not a CodeConnections connection ARN",
+    )
+    _require(config.repository is not None, "pipeline.repository is required: pass -c repository=owner/name")
+    _require(
+        _REPOSITORY.match(config.repository or "") is not None,
+        f"pipeline.repository={config.repository!r} is not owner/name",
+    )
+    for stage in config.stages:
+        load_config(stage)
+    return config
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     stage: str
     region: str = "us-east-1"

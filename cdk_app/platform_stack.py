@@ -16,6 +16,7 @@ from cdk_app.hooks import Hooks
 from cdk_app.inference_api import InferenceApi
 from cdk_app.inference_workload import BAKED_MODEL_REPOSITORY, InferenceWorkload
 from cdk_app.load_balancer import LoadBalancerController, TritonEndpoint
+from cdk_app.loadtest_runner import LoadTestRunner
 from cdk_app.metric_catalog import collector_addon_configuration
 from cdk_app.model_store import ModelStore
 from cdk_app.network import Network
@@ -98,12 +99,27 @@ class RadStreamPlatformStack(cdk.Stack):
             execute_after=[self.workload, self.triton_endpoint],
         )
         self.inference_api = InferenceApi(self, "InferenceApi", config=config, endpoint=self.hooks.inference_endpoint)
+        self.load_test = LoadTestRunner(
+            self,
+            "LoadTest",
+            vpc=self.network.vpc,
+            security_group=self.hooks_security_group,
+            triton_url=self.triton_url,
+            log_retention_days=config.hooks.log_retention_days,
+        )
         # Dashboard, alarms and their topics; the agent writes into the log group created here.
         self.observability = Observability(self, "Observability", config=config)
         self.cluster.addons["amazon-cloudwatch-observability"].node.add_dependency(
             self.observability.prometheus_log_group
         )
 
+        # Read by the pipeline's post-deploy steps.
+        self.health_check_function_output = cdk.CfnOutput(
+            self, "HealthCheckFunctionName", value=self.hooks.health_check.function_name
+        )
+        self.load_test_project_output = cdk.CfnOutput(
+            self, "LoadTestProjectName", value=self.load_test.project.project_name
+        )
         cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster.cluster_name)
         cdk.CfnOutput(self, "EcrRepositoryUri", value=self.registry.repository.repository_uri)
         cdk.CfnOutput(self, "TritonImage", value=self.registry.image_uri)

@@ -68,7 +68,10 @@ def test_open_loop_sends_on_schedule_while_the_server_falls_behind(triton_server
     records = result.records
     assert [r.status for r in records] == ["ok"] * 20
     lags = np.array([r.send_lag_s for r in records])
-    assert lags.max() < 0.15, lags
+    # A closed loop would send the last request ~7 s late (20 x ~0.4 s of service); an open loop
+    # keeps to the schedule within the event loop's jitter, which on a busy 2-core machine
+    # reaches a few hundred milliseconds.
+    assert lags.max() < 1.0, lags
     first_answer = min(r.completed_s for r in records)
     assert sum(r.sent_s < first_answer for r in records) >= 3, "sends waited for answers: closed loop"
     in_flight_peak = max(sum(s.sent_s <= r.sent_s < s.completed_s for s in records) for r in records)
