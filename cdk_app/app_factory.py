@@ -6,7 +6,7 @@ import os
 
 import aws_cdk as cdk
 
-from cdk_app.compliance import apply_compliance_checks
+from cdk_app.compliance import acknowledge_cdk_pipelines, apply_compliance_checks
 from cdk_app.config import load_config, load_pipeline_config
 from cdk_app.pipeline_stack import RadStreamPipelineStack
 from cdk_app.platform_stack import RadStreamPlatformStack
@@ -50,6 +50,7 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
             description="RadStream continuous deployment (CDK Pipelines)",
         )
         apply_compliance_checks(app, [pipeline, *(stage.platform for stage in pipeline.stages.values())])
+        acknowledge_cdk_pipelines(pipeline.pipeline)
         return app
     stage = app.node.try_get_context("stage") or DEFAULT_STAGE
     overrides = {key: str(value) for key in OVERRIDE_KEYS if (value := app.node.try_get_context(key)) is not None}

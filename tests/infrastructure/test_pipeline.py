@@ -93,3 +93,41 @@ def test_failures_notify_an_encrypted_topic(pipeline_template):
     assert "codepipeline-pipeline-pipeline-execution-failed" in rule["EventTypeIds"]
     (topic,) = [r["Properties"] for r in resources if r["Type"] == "AWS::SNS::Topic"]
     assert "KmsMasterKeyId" in topic
+
+
+def test_pipeline_app_passes_cdk_nag_and_cfn_lint(tmp_path):
+    """The whole pipeline app (pipeline stack and both stage stacks) through the gates."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cdk_app.app_factory import build_app
+
+    context = {
+        "pipeline": "true",
+        "connection_arn": CONNECTION,
+        "repository": "radstream/platform",
+        "aws:cdk:bundling-stacks": [],
+    }
+    build_app(cdk.App(context=context, outdir=str(tmp_path))).synth()  # raises on any finding
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    assert [v for p in report.get("pluginReports", []) for v in p.get("violations", [])] == []
+    templates = sorted(tmp_path.rglob("*.template.json"))
+    assert any(t.name.startswith("RadStream-pipeline") for t in templates)
+    assert len(templates) >= 3, "the pipeline stack and the dev and prod stage stacks"
+    # E3703 (prefer Fn::Sub to Fn::Join) is a style rule on the ARNs CDK Pipelines writes itself.
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cfn-lint"),
+            "--ignore-checks",
+            "W3005",
+            "E3703",
+            "--",
+            *map(str, templates),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
