@@ -43,13 +43,13 @@ SHARED_FILES: dict[str, dict[Path, str]] = {
 }
 
 
-def stage_lambda_source(name: str) -> Path:
+def stage_lambda_source(name: str, staging_dir: Path = STAGING_DIR) -> Path:
     """``lambdas/<name>``, ``lambdas/common`` and the files it shares with ``triton/``, in one folder to bundle.
 
     The single source of ``health_check.py`` stays in ``triton/`` (the image's HEALTHCHECK
     uses it); the Lambda gets the same file, copied at synth time, never edited.
     """
-    target = STAGING_DIR / name
+    target = staging_dir / name
     if target.exists():
         shutil.rmtree(target)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")

@@ -14,35 +14,27 @@ Availability, LatencyMs (canary); HealthGatePassed, HealthGateMs, RolloutWaitMs 
 
 from __future__ import annotations
 
-# How this file finds its siblings (the same in both Lambdas): the modules of this folder
-# import each other relatively, as the package ``lambdas.health_check`` (tests, mypy). In the
-# Lambda zip this folder is the zip root and the runtime imports this file as the top-level
-# module ``handler``, which has no package; it then registers the folder under the same
-# package name before importing its siblings, so every import resolves identically.
-import sys
-import types
+# At the zip root this file has no package: register this folder as ``lambdas.health_check``
+# first (lambdas/common/zip_root.py), so the sibling imports below resolve as in the repository.
 from pathlib import Path
 
-_PACKAGE = "lambdas.health_check"
 if not __package__:  # pragma: no cover - exercised by the zip-layout test in a subprocess
-    for _name, _path in (("lambdas", []), (_PACKAGE, [str(Path(__file__).resolve().parent)])):
-        if _name not in sys.modules:
-            _module = types.ModuleType(_name)
-            _module.__path__ = _path
-            sys.modules[_name] = _module
+    from common.zip_root import register_package
 
-from collections.abc import Callable, Mapping  # noqa: E402
-from typing import Any  # noqa: E402
+    register_package("lambdas.health_check", str(Path(__file__).resolve().parent))
 
-from aws_lambda_powertools import Logger, Metrics, Tracer  # noqa: E402
-from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
-from aws_lambda_powertools.utilities import parameters  # noqa: E402
-from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from lambdas.health_check import eks_client, gate  # noqa: E402
-from lambdas.health_check.config import HealthCheckConfig  # noqa: E402
-from lambdas.health_check.errors import HealthGateFailed, InvalidEventError  # noqa: E402
-from lambdas.health_check.kube import ApiKubernetesReader, KubernetesReader  # noqa: E402
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambdas.health_check import eks_client, gate
+from lambdas.health_check.config import HealthCheckConfig
+from lambdas.health_check.errors import HealthGateFailed, InvalidEventError
+from lambdas.health_check.kube import ApiKubernetesReader, KubernetesReader
 
 SERVICE = "radstream-health-check"
 logger = Logger(service=SERVICE)

@@ -23,38 +23,30 @@ the look-back window. Run with reserved concurrency 1 (see state.py).
 
 from __future__ import annotations
 
-# How this file finds its siblings (the same in both Lambdas): the modules of this folder
-# import each other relatively, as the package ``lambdas.scale_events`` (tests, mypy). In the
-# Lambda zip this folder is the zip root and the runtime imports this file as the top-level
-# module ``handler``, which has no package; it then registers the folder under the same
-# package name before importing its siblings, so every import resolves identically.
-import sys
-import types
+# At the zip root this file has no package: register this folder as ``lambdas.scale_events``
+# first (lambdas/common/zip_root.py), so the sibling imports below resolve as in the repository.
 from pathlib import Path
 
-_PACKAGE = "lambdas.scale_events"
 if not __package__:  # pragma: no cover - exercised by the zip-layout test in a subprocess
-    for _name, _path in (("lambdas", []), (_PACKAGE, [str(Path(__file__).resolve().parent)])):
-        if _name not in sys.modules:
-            _module = types.ModuleType(_name)
-            _module.__path__ = _path
-            sys.modules[_name] = _module
+    from common.zip_root import register_package
 
-from collections.abc import Callable, Mapping  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
+    register_package("lambdas.scale_events", str(Path(__file__).resolve().parent))
 
-import boto3  # noqa: E402
-from aws_lambda_powertools import Logger, Metrics, Tracer  # noqa: E402
-from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
-from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
-from lambdas.scale_events.collector import ScaleObservation, collect  # noqa: E402
-from lambdas.scale_events.config import ScaleEventsConfig  # noqa: E402
-from lambdas.scale_events.eks import eks_client  # noqa: E402
-from lambdas.scale_events.errors import InvalidEventError, StateError, StateUnreadable  # noqa: E402
-from lambdas.scale_events.kube import ApiScaleReader, ScaleReader  # noqa: E402
-from lambdas.scale_events.state import SsmStateStore, StateStore  # noqa: E402
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambdas.scale_events.collector import ScaleObservation, collect
+from lambdas.scale_events.config import ScaleEventsConfig
+from lambdas.scale_events.eks import eks_client
+from lambdas.scale_events.errors import InvalidEventError, StateError, StateUnreadable
+from lambdas.scale_events.kube import ApiScaleReader, ScaleReader
+from lambdas.scale_events.state import SsmStateStore, StateStore
 
 SERVICE = "radstream-scale-events"
 logger = Logger(service=SERVICE)

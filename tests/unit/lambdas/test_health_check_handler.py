@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import base as parameters_base
 from moto import mock_aws
 
+from cdk_app.hooks import stage_lambda_source
 from lambdas.health_check import handler
 from lambdas.health_check.config import HealthCheckConfig
 from lambdas.health_check.errors import ConfigError, HealthGateFailed, InvalidEventError
@@ -281,10 +281,8 @@ def test_a_missing_variable_fails_the_invocation_with_its_name(
 
 
 def test_handler_runs_at_the_zip_root(tmp_path: Path) -> None:
-    """The package as the CDK app stages it: this folder's files at the root, plus triton_health.py."""
-    for source in (REPO_ROOT / "lambdas" / "health_check").glob("*.py"):
-        shutil.copy(source, tmp_path / source.name)
-    shutil.copy(REPO_ROOT / "triton" / "health_check.py", tmp_path / "triton_health.py")
+    """The package as the CDK app stages it (cdk_app.hooks.stage_lambda_source)."""
+    tmp_path = stage_lambda_source("health_check", tmp_path)
     script = f"""
 import json, sys
 sys.path[:] = [p for p in sys.path if p not in ("", {str(REPO_ROOT)!r})]

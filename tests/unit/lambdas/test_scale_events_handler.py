@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from cdk_app.hooks import stage_lambda_source
 from lambdas.scale_events import handler
 from lambdas.scale_events.config import ScaleEventsConfig
 from lambdas.scale_events.eks import eks_client
@@ -272,9 +272,8 @@ def test_a_full_run_over_the_real_reader(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_handler_imports_at_the_zip_root_with_the_staged_eks_client(tmp_path: Path) -> None:
-    for source in (REPO_ROOT / "lambdas" / "scale_events").glob("*.py"):
-        shutil.copy(source, tmp_path / source.name)
-    shutil.copy(REPO_ROOT / "lambdas" / "health_check" / "eks_client.py", tmp_path / "eks_client.py")
+    # The package as the CDK app stages it (cdk_app.hooks.stage_lambda_source).
+    tmp_path = stage_lambda_source("scale_events", tmp_path)
     script = f"""
 import sys
 sys.path[:] = [p for p in sys.path if p not in ("", {str(REPO_ROOT)!r})]
