@@ -19,6 +19,8 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "RadStream-dev.template.json"
 MASKS = [
     (re.compile(r"[0-9a-f]{64}"), "<asset-hash>"),
     (re.compile(r"triton-[0-9a-f]{16}"), "triton-<asset-hash>"),
+    # Lambda version logical IDs end with a hash of the function's code.
+    (re.compile(r"(CurrentVersion[0-9A-F]{8})[0-9a-f]{32}"), r"\1<code-hash>"),
 ]
 
 
