@@ -22,7 +22,7 @@ LOCAL_ARGS ?=
 PYTEST_ARGS ?=
 PY_SOURCES := app.py cdk_app lambdas triton/health_check.py triton/radstream_triton triton/model_repository/study_preprocess/1
 
-.PHONY: help install install-local local test lint pytest models manifests synth autoscale-report loadtest clean
+.PHONY: help install install-local local test lint pytest lambda-sizes models manifests synth autoscale-report loadtest clean
 
 help:
 	@echo "make local    serve the pipeline on the real Triton server (CPU), Ctrl-C to stop"
@@ -31,6 +31,7 @@ help:
 	@echo "make models   rebuild the reference ONNX networks (reproducible)"
 	@echo "make manifests render k8s_manifests/ from cdk_app (the objects CDK applies)"
 	@echo "make synth    synthesize the CDK app into cdk.out/ (STAGE=dev|prod)"
+	@echo "make lambda-sizes  build each hook's arm64 package as a deploy does; fail above 200 MB unzipped"
 	@echo "make autoscale-report  simulate the HPA: shipped vs the brief's baseline (docs/autoscaling.md)"
 	@echo "make loadtest the guide's burst and sustained profiles against the local server (docs/loadtest.md)"
 
@@ -81,7 +82,11 @@ lint: install
 pytest: install
 	python -m pytest $(PYTEST_ARGS)
 
-test: lint pytest
+# Each hook's package as a deploy builds it (arm64 wheels by pip, no Docker) and its unzipped size.
+lambda-sizes: install
+	python -m cdk_app.lambda_bundling --report --output-dir build/lambda-bundles
+
+test: lint lambda-sizes pytest
 
 models: install-local
 	cd triton && ../$(BIN)/python -m radstream_triton.reference_models

@@ -278,6 +278,11 @@ class CapacityTimingConfig:
     image_pull_seconds: int = 120
 
 
+# What the hooks can be deployed as (cdk_app/hooks.py maps them to CDK's objects).
+LAMBDA_PYTHON_RUNTIMES = ("python3.12",)
+LAMBDA_ARCHITECTURES = ("arm64", "x86_64")
+
+
 @dataclass(frozen=True)
 class HooksConfig:
     """The Lambda hooks (health gate and canary, scale events, inference endpoint)
@@ -286,6 +291,8 @@ class HooksConfig:
     metrics_namespace: str = "RadStream"
     # Python 3.12: tritonclient 2.51 needs numpy < 2, whose last line (1.26) stops at 3.12.
     python_runtime: str = "python3.12"
+    # Graviton: cheaper per GB-second; the package's wheels are picked for it (cdk_app/lambda_bundling.py).
+    lambda_architecture: str = "arm64"
     log_retention_days: int = 365
     health_gate_timeout_seconds: int = 600
     rollout_timeout_seconds: int = 480
@@ -567,6 +574,14 @@ def _validate(config: PlatformConfig) -> None:
         hooks.inference_timeout_seconds >= 2 * hooks.triton_timeout_seconds,
         f"hooks.inference_timeout_seconds={hooks.inference_timeout_seconds} must be at least twice "
         f"hooks.triton_timeout_seconds={hooks.triton_timeout_seconds}, so Triton's timeout fires first",
+    )
+    _require(
+        hooks.python_runtime in LAMBDA_PYTHON_RUNTIMES,
+        f"hooks.python_runtime={hooks.python_runtime!r} must be one of {', '.join(LAMBDA_PYTHON_RUNTIMES)}",
+    )
+    _require(
+        hooks.lambda_architecture in LAMBDA_ARCHITECTURES,
+        f"hooks.lambda_architecture={hooks.lambda_architecture!r} must be one of {', '.join(LAMBDA_ARCHITECTURES)}",
     )
     _require(
         0.0 < hooks.finding_threshold < 1.0, f"hooks.finding_threshold={hooks.finding_threshold} must be in (0, 1)"

@@ -1,8 +1,10 @@
 """Lambda hooks: the post-deploy health gate (also the one-minute canary), the
 scale-event metrics publisher, and the inference endpoint Step Functions calls.
 
-Each is a ``PythonFunction`` (arm64) over ``lambdas/<name>/``, in the VPC's private
-subnets behind one security group that the Triton NLB and the EKS API admit.
+Each is a Lambda function (arm64) whose zip holds the packages as in the repository
+(``lambdas/common`` and ``lambdas/<name>``, handler ``lambdas.<name>.handler.handler``) and the
+hook's pinned arm64 wheels (``cdk_app/lambda_bundling.py``), in the VPC's private subnets behind
+one security group that the Triton NLB and the EKS API admit.
 The health gate runs as a CDK Trigger after the workload is applied: a failed
 check fails the deployment and CloudFormation rolls back.
 """
@@ -24,39 +26,40 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from aws_cdk import triggers
-from aws_cdk.aws_lambda_python_alpha import PythonFunction
 from constructs import Construct
 
 from cdk_app.config import PlatformConfig
+from cdk_app.lambda_bundling import ARCHITECTURES, hook_code
 from cdk_app.network import LOG_RETENTION
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
 STAGING_DIR = REPO_ROOT / "build" / "lambda-src"
+HOOK_PACKAGES = ("health_check", "inference_endpoint", "scale_events")
 RUNTIMES = {"python3.12": lambda_.Runtime.PYTHON_3_12}
-# Files shared with the Triton image, staged into a Lambda package under another name.
-SHARED_FILES: dict[str, dict[Path, str]] = {
-    "health_check": {REPO_ROOT / "triton" / "health_check.py": "triton_health.py"},
-    "inference_endpoint": {},
-    # The EKS token and client code, shared with the health check (one source).
-    "scale_events": {LAMBDAS_DIR / "health_check" / "eks_client.py": "eks_client.py"},
-}
 
 
-def stage_lambda_source(name: str, staging_dir: Path = STAGING_DIR) -> Path:
-    """``lambdas/<name>``, ``lambdas/common`` and the files it shares with ``triton/``, in one folder to bundle.
+def handler_path(hook: str) -> str:
+    """The dotted path the Lambda runtime imports: the package layout is the repository's."""
+    return f"lambdas.{hook}.handler.handler"
 
-    The single source of ``health_check.py`` stays in ``triton/`` (the image's HEALTHCHECK
-    uses it); the Lambda gets the same file, copied at synth time, never edited.
+
+def stage_lambda_source(hook: str, staging_dir: Path = STAGING_DIR) -> Path:
+    """The hook's zip root: ``lambdas/__init__.py``, ``lambdas/common`` and ``lambdas/<hook>``, as in the repository.
+
+    Symbolic links are copied as the files they point to: ``lambdas/health_check/triton_health.py``
+    links to ``triton/health_check.py`` (the container's HEALTHCHECK), so the Lambda ships that one source.
     """
-    target = staging_dir / name
+    if hook not in HOOK_PACKAGES:
+        raise ValueError(f"unknown hook {hook!r}; the hooks are {', '.join(HOOK_PACKAGES)}")
+    target = staging_dir / hook
     if target.exists():
         shutil.rmtree(target)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(LAMBDAS_DIR / name, target, ignore=ignore)
-    shutil.copytree(LAMBDAS_DIR / "common", target / "common", ignore=ignore)
-    for source, staged_name in SHARED_FILES[name].items():
-        shutil.copyfile(source, target / staged_name)
+    (target / "lambdas").mkdir(parents=True)
+    shutil.copyfile(LAMBDAS_DIR / "__init__.py", target / "lambdas" / "__init__.py")
+    for package in ("common", hook):
+        shutil.copytree(LAMBDAS_DIR / package, target / "lambdas" / package, ignore=ignore)
     return target
 
 
@@ -207,7 +210,7 @@ class Hooks(Construct):
         reserved_concurrency: int,
         environment: dict[str, str],
         async_invocations: bool,
-    ) -> PythonFunction:
+    ) -> lambda_.Function:
         hooks = self.config.hooks
         log_group = logs.LogGroup(
             self,
@@ -216,14 +219,18 @@ class Hooks(Construct):
             encryption_key=self.log_key,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        return PythonFunction(
+        return lambda_.Function(
             self,
             construct_id,
-            entry=str(stage_lambda_source(name)),
-            index="handler.py",
-            handler="handler",
+            code=hook_code(
+                stage_lambda_source(name),
+                hook=name,
+                architecture=hooks.lambda_architecture,
+                runtime=hooks.python_runtime,
+            ),
+            handler=handler_path(name),
             runtime=RUNTIMES[hooks.python_runtime],
-            architecture=lambda_.Architecture.ARM_64,
+            architecture=ARCHITECTURES[hooks.lambda_architecture],
             timeout=cdk.Duration.seconds(timeout),
             memory_size=memory,
             reserved_concurrent_executions=reserved_concurrency,

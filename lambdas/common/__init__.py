@@ -1,5 +1,2 @@
-"""Small helpers shared by the Lambda hooks (configuration from the environment, cached SSM reads).
-
-Packaged with each hook that uses it as the top-level package ``common`` (beside the hook's own
-files at the zip root); tests import it as ``lambdas.common``.
-"""
+"""Code shared by the Lambda hooks: configuration readers and the typed configuration error
+(``env``), the EKS token and Kubernetes client (``eks_client``). Every hook's package carries it."""

@@ -1,7 +1,8 @@
 """Configuration from environment variables, with one clear line naming what is wrong.
 
-Hooks read their settings once per container into a frozen dataclass through these readers;
-a missing or malformed variable raises ``ConfigurationError`` naming the variable.
+Every hook reads its settings once per container into a frozen dataclass through these readers;
+a missing or malformed variable raises ``ConfigurationError`` (the one typed configuration error
+of all hooks) naming the variable.
 """
 
 from __future__ import annotations
@@ -28,6 +29,35 @@ def require(environ: Mapping[str, str], name: str, meaning: str = "") -> str:
 def optional(environ: Mapping[str, str], name: str, default: str) -> str:
     value = environ.get(name, "").strip()
     return value or default
+
+
+def optional_or_none(environ: Mapping[str, str], name: str) -> str | None:
+    """The non-empty value of ``name``, or None when it is unset or blank."""
+    return environ.get(name, "").strip() or None
+
+
+def seconds(environ: Mapping[str, str], name: str, default: float | None = None) -> float:
+    """A positive, finite number of seconds; required when ``default`` is None."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        if default is None:
+            raise ConfigurationError(f"environment variable {name} is not set (a number of seconds)")
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"environment variable {name}={raw!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigurationError(f"environment variable {name}={raw!r} must be positive")
+    return value
+
+
+def region(environ: Mapping[str, str]) -> str:
+    """The AWS region the function runs in (AWS_REGION, set by the Lambda runtime)."""
+    value = optional_or_none(environ, "AWS_REGION") or optional_or_none(environ, "AWS_DEFAULT_REGION")
+    if value is None:
+        raise ConfigurationError("environment variable AWS_REGION is not set (the Lambda runtime sets it)")
+    return value
 
 
 def positive_int(environ: Mapping[str, str], name: str, default: int) -> int:

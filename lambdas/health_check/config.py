@@ -17,36 +17,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from lambdas.common.env import ConfigurationError, optional_or_none, region, require, seconds
 
 PROTOCOLS = ("http", "grpc")
-
-
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise ConfigError(f"environment variable {name} is missing or empty")
-    return value
-
-
-def _optional(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float | None = None) -> float:
-    raw = _optional(env, name)
-    if raw is None:
-        if default is None:
-            raise ConfigError(f"environment variable {name} is missing or empty")
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"environment variable {name}={raw!r} is not a number of seconds") from None
-    if not value > 0:
-        raise ConfigError(f"environment variable {name}={raw!r} must be positive")
-    return value
 
 
 @dataclass(frozen=True)
@@ -73,31 +46,31 @@ class HealthCheckConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HealthCheckConfig:
         env = os.environ if env is None else env
-        triton_url = _optional(env, "TRITON_URL")
-        triton_url_parameter = _optional(env, "TRITON_URL_PARAMETER")
+        triton_url = optional_or_none(env, "TRITON_URL")
+        triton_url_parameter = optional_or_none(env, "TRITON_URL_PARAMETER")
         if triton_url is None and triton_url_parameter is None:
-            raise ConfigError("environment variable TRITON_URL or TRITON_URL_PARAMETER must be set")
-        protocol = (_optional(env, "TRITON_PROTOCOL") or "http").lower()
+            raise ConfigurationError("environment variable TRITON_URL or TRITON_URL_PARAMETER must be set")
+        protocol = (optional_or_none(env, "TRITON_PROTOCOL") or "http").lower()
         if protocol not in PROTOCOLS:
             choices = ", ".join(PROTOCOLS)
-            raise ConfigError(f"environment variable TRITON_PROTOCOL={protocol!r} must be one of {choices}")
-        models = tuple(m.strip() for m in (_optional(env, "EXPECTED_MODELS") or "").split(",") if m.strip())
+            raise ConfigurationError(f"environment variable TRITON_PROTOCOL={protocol!r} must be one of {choices}")
+        models = tuple(m.strip() for m in (optional_or_none(env, "EXPECTED_MODELS") or "").split(",") if m.strip())
         return cls(
-            cluster_name=_required(env, "CLUSTER_NAME"),
-            cluster_endpoint=_required(env, "CLUSTER_ENDPOINT"),
-            cluster_ca=_required(env, "CLUSTER_CA"),
-            region=_optional(env, "AWS_REGION") or _optional(env, "AWS_DEFAULT_REGION") or _required(env, "AWS_REGION"),
-            namespace=_required(env, "NAMESPACE"),
-            deployment_name=_required(env, "DEPLOYMENT_NAME"),
+            cluster_name=require(env, "CLUSTER_NAME"),
+            cluster_endpoint=require(env, "CLUSTER_ENDPOINT"),
+            cluster_ca=require(env, "CLUSTER_CA"),
+            region=region(env),
+            namespace=require(env, "NAMESPACE"),
+            deployment_name=require(env, "DEPLOYMENT_NAME"),
             triton_url=triton_url,
             triton_url_parameter=triton_url_parameter,
-            rollout_timeout_seconds=_seconds(env, "ROLLOUT_TIMEOUT_SECONDS"),
-            metrics_namespace=_required(env, "METRICS_NAMESPACE"),
+            rollout_timeout_seconds=seconds(env, "ROLLOUT_TIMEOUT_SECONDS"),
+            metrics_namespace=require(env, "METRICS_NAMESPACE"),
             triton_protocol=protocol,
-            triton_timeout_seconds=_seconds(env, "TRITON_TIMEOUT_SECONDS", 10.0),
+            triton_timeout_seconds=seconds(env, "TRITON_TIMEOUT_SECONDS", 10.0),
             expected_models=models,
-            smoke_image_path=_optional(env, "SMOKE_IMAGE_PATH"),
-            rollout_poll_seconds=_seconds(env, "ROLLOUT_POLL_SECONDS", 5.0),
-            kubernetes_timeout_seconds=_seconds(env, "KUBERNETES_TIMEOUT_SECONDS", 10.0),
-            triton_url_cache_seconds=_seconds(env, "TRITON_URL_CACHE_SECONDS", 60.0),
+            smoke_image_path=optional_or_none(env, "SMOKE_IMAGE_PATH"),
+            rollout_poll_seconds=seconds(env, "ROLLOUT_POLL_SECONDS", 5.0),
+            kubernetes_timeout_seconds=seconds(env, "KUBERNETES_TIMEOUT_SECONDS", 10.0),
+            triton_url_cache_seconds=seconds(env, "TRITON_URL_CACHE_SECONDS", 60.0),
         )

@@ -9,10 +9,6 @@ class HealthCheckError(Exception):
     """Base class: every failure the health-check Lambda raises on purpose."""
 
 
-class ConfigError(HealthCheckError):
-    """An environment variable is missing or invalid; the message names it."""
-
-
 class InvalidEventError(HealthCheckError):
     """The invocation event has a shape this function does not handle."""
 

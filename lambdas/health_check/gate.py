@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import triton_probe
-from .config import HealthCheckConfig
-from .eks_client import EksConfigError, KubernetesApiError
-from .errors import RolloutFailed, RolloutTimedOut
-from .kube import KubernetesReader
-from .rollout import wait_for_rollout
+from lambdas.common.eks_client import EksConfigError, KubernetesApiError
+from lambdas.health_check import triton_probe
+from lambdas.health_check.config import HealthCheckConfig
+from lambdas.health_check.errors import RolloutFailed, RolloutTimedOut
+from lambdas.health_check.kube import KubernetesReader
+from lambdas.health_check.rollout import wait_for_rollout
 
 GATE = "gate"
 CANARY = "canary"

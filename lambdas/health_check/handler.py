@@ -14,15 +14,6 @@ Availability, LatencyMs (canary); HealthGatePassed, HealthGateMs, RolloutWaitMs 
 
 from __future__ import annotations
 
-# At the zip root this file has no package: register this folder as ``lambdas.health_check``
-# first (lambdas/common/zip_root.py), so the sibling imports below resolve as in the repository.
-from pathlib import Path
-
-if not __package__:  # pragma: no cover - exercised by the zip-layout test in a subprocess
-    from common.zip_root import register_package
-
-    register_package("lambdas.health_check", str(Path(__file__).resolve().parent))
-
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,7 +22,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambdas.health_check import eks_client, gate
+from lambdas.common import eks_client
+from lambdas.health_check import gate
 from lambdas.health_check.config import HealthCheckConfig
 from lambdas.health_check.errors import HealthGateFailed, InvalidEventError
 from lambdas.health_check.kube import ApiKubernetesReader, KubernetesReader

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from kubernetes import client as k8s
 
-from .eks_client import call_api
+from lambdas.common.eks_client import call_api
 
 
 class KubernetesReader(Protocol):

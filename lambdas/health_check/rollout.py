@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .eks_client import KubernetesNotFound, KubernetesUnavailable
-from .errors import RolloutFailed, RolloutTimedOut
-from .kube import KubernetesReader, selector_string
+from lambdas.common.eks_client import KubernetesNotFound, KubernetesUnavailable
+from lambdas.health_check.errors import RolloutFailed, RolloutTimedOut
+from lambdas.health_check.kube import KubernetesReader, selector_string
 
 # Waiting reasons a pod does not recover from by waiting.
 BROKEN_WAITING_REASONS = frozenset(

@@ -1,22 +1,15 @@
 """The one place that imports the Triton health-check logic of ``triton/health_check.py``.
 
-The Lambda cannot reach ``triton/`` at run time: the CDK app stages that file into the
-Lambda package at synth time as the top-level module ``triton_health``. Tests and tools
-have ``triton/`` on sys.path and import the same file as ``health_check``.
+``lambdas/health_check/triton_health.py`` is a symbolic link to that file (one source, also the
+container's HEALTHCHECK): the repository, the tests and the Lambda package (where the staging
+copies the file itself) all import it as ``lambdas.health_check.triton_health``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import health_check as triton_health
-else:
-    try:
-        import triton_health
-    except ImportError:  # tests and tools: triton/ is on sys.path
-        import health_check as triton_health
+from lambdas.health_check import triton_health
 
 __all__ = ["EXPECTED_MODELS", "HealthReport", "check_triton", "known_input_png", "triton_health"]
 

@@ -19,16 +19,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-try:
-    from ..common.env import ConfigurationError, bounded_float, optional, positive_int, require
-except ImportError:  # bundled: `common` sits beside this file at the zip root
-    from common.env import (  # type: ignore[no-redef]
-        ConfigurationError,
-        bounded_float,
-        optional,
-        positive_int,
-        require,
-    )
+from lambdas.common.env import ConfigurationError, bounded_float, optional, positive_int, require
 
 MAX_ENCODED_BYTES = 32 * 1024 * 1024  # triton/model_repository/study_preprocess/config.pbtxt max_encoded_bytes
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(?P<port>\d{1,5})$")

@@ -8,25 +8,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-try:
-    from .config import EndpointConfig
-    from .errors import InputInvalid
-    from .findings import build_findings, findings_probabilities, lesion_mask, summarize_mask
-    from .request import InferenceRequest
-    from .storage import read_image, result_location, sniff_format, write_results
-    from .triton_pipeline import Pipeline
-except ImportError:  # bundled at the zip root
-    from config import EndpointConfig  # type: ignore[no-redef]
-    from errors import InputInvalid  # type: ignore[no-redef]
-    from findings import (  # type: ignore[no-redef]
-        build_findings,
-        findings_probabilities,
-        lesion_mask,
-        summarize_mask,
-    )
-    from request import InferenceRequest  # type: ignore[no-redef]
-    from storage import read_image, result_location, sniff_format, write_results  # type: ignore[no-redef]
-    from triton_pipeline import Pipeline  # type: ignore[no-redef]
+from lambdas.inference_endpoint.config import EndpointConfig
+from lambdas.inference_endpoint.errors import InputInvalid
+from lambdas.inference_endpoint.findings import build_findings, findings_probabilities, lesion_mask, summarize_mask
+from lambdas.inference_endpoint.request import InferenceRequest
+from lambdas.inference_endpoint.storage import read_image, result_location, sniff_format, write_results
+from lambdas.inference_endpoint.triton_pipeline import Pipeline
 
 
 @dataclass(frozen=True)

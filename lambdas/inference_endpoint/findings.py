@@ -9,10 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-try:
-    from .errors import PipelineOutputInvalid
-except ImportError:  # bundled at the zip root
-    from errors import PipelineOutputInvalid  # type: ignore[no-redef]
+from lambdas.inference_endpoint.errors import PipelineOutputInvalid
 
 MASK_SHAPE = (256, 256)
 

@@ -23,22 +23,13 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-try:
-    from ..common.env import ConfigurationError, clear_ssm_cache, ssm_parameter
-    from .config import EndpointConfig, load_config
-    from .endpoint import run_inference
-    from .errors import InferenceEndpointError
-    from .labels import finding_labels
-    from .request import parse_request
-    from .triton_pipeline import HttpPipeline
-except ImportError:  # bundled: this folder's files (and `common`) sit at the zip root
-    from common.env import ConfigurationError, clear_ssm_cache, ssm_parameter  # type: ignore[no-redef]
-    from config import EndpointConfig, load_config  # type: ignore[no-redef]
-    from endpoint import run_inference  # type: ignore[no-redef]
-    from errors import InferenceEndpointError  # type: ignore[no-redef]
-    from labels import finding_labels  # type: ignore[no-redef]
-    from request import parse_request  # type: ignore[no-redef]
-    from triton_pipeline import HttpPipeline  # type: ignore[no-redef]
+from lambdas.common.env import ConfigurationError, clear_ssm_cache, ssm_parameter
+from lambdas.inference_endpoint.config import EndpointConfig, load_config
+from lambdas.inference_endpoint.endpoint import run_inference
+from lambdas.inference_endpoint.errors import InferenceEndpointError
+from lambdas.inference_endpoint.labels import finding_labels
+from lambdas.inference_endpoint.request import parse_request
+from lambdas.inference_endpoint.triton_pipeline import HttpPipeline
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "radstream-inference-endpoint")
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "RadStream")

@@ -6,10 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-try:
-    from .errors import InputInvalid
-except ImportError:  # bundled at the zip root
-    from errors import InputInvalid  # type: ignore[no-redef]
+from lambdas.inference_endpoint.errors import InputInvalid
 
 # S3's bucket naming rules (lower case, digits, dots, hyphens; 3 to 63 characters).
 BucketName = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]

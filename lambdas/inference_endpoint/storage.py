@@ -10,10 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-try:
-    from .errors import ImageTooLarge, InputInvalid
-except ImportError:  # bundled at the zip root
-    from errors import ImageTooLarge, InputInvalid  # type: ignore[no-redef]
+from lambdas.inference_endpoint.errors import ImageTooLarge, InputInvalid
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 _DENIED = {"403", "AccessDenied", "Forbidden"}

@@ -15,10 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-try:
-    from .errors import ImageRejected, TritonUnavailable
-except ImportError:  # bundled at the zip root
-    from errors import ImageRejected, TritonUnavailable  # type: ignore[no-redef]
+from lambdas.inference_endpoint.errors import ImageRejected, TritonUnavailable
 
 PIPELINE_MODEL = "radstream_pipeline"
 PIPELINE_INPUT = "IMAGE_BYTES"

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .eks import eks_client
-from .kube import RESCALE_REASON, ScaleReader
-from .state import OpenScaleUp, PodMemory, ScaleState
+from lambdas.common import eks_client
+from lambdas.scale_events.kube import RESCALE_REASON, ScaleReader
+from lambdas.scale_events.state import OpenScaleUp, PodMemory, ScaleState
 
 GPU_RESOURCE = "nvidia.com/gpu"
 _RESCALE = re.compile(r"New size: (\d+); reason: (.*)", re.DOTALL)

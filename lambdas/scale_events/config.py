@@ -15,27 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import ConfigError
-
-
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise ConfigError(f"environment variable {name} is missing or empty")
-    return value
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"environment variable {name}={raw!r} is not a number of seconds") from None
-    if not value > 0:
-        raise ConfigError(f"environment variable {name}={raw!r} must be positive")
-    return value
+from lambdas.common.env import ConfigurationError, region, require, seconds
 
 
 @dataclass(frozen=True)
@@ -55,20 +35,21 @@ class ScaleEventsConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ScaleEventsConfig:
         env = os.environ if env is None else env
-        lookback = _seconds(env, "LOOKBACK_SECONDS", 900.0)
+        lookback = seconds(env, "LOOKBACK_SECONDS", 900.0)
         if lookback < 120:
-            raise ConfigError(f"environment variable LOOKBACK_SECONDS={lookback:g} must be at least 120 (two runs)")
-        region = env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip()
+            raise ConfigurationError(
+                f"environment variable LOOKBACK_SECONDS={lookback:g} must be at least 120 (two runs)"
+            )
         return cls(
-            cluster_name=_required(env, "CLUSTER_NAME"),
-            cluster_endpoint=_required(env, "CLUSTER_ENDPOINT"),
-            cluster_ca=_required(env, "CLUSTER_CA"),
-            region=region or _required(env, "AWS_REGION"),
-            namespace=_required(env, "NAMESPACE"),
-            deployment_name=_required(env, "DEPLOYMENT_NAME"),
-            hpa_name=_required(env, "HPA_NAME"),
-            metrics_namespace=_required(env, "METRICS_NAMESPACE"),
-            state_parameter_name=_required(env, "STATE_PARAMETER_NAME"),
+            cluster_name=require(env, "CLUSTER_NAME"),
+            cluster_endpoint=require(env, "CLUSTER_ENDPOINT"),
+            cluster_ca=require(env, "CLUSTER_CA"),
+            region=region(env),
+            namespace=require(env, "NAMESPACE"),
+            deployment_name=require(env, "DEPLOYMENT_NAME"),
+            hpa_name=require(env, "HPA_NAME"),
+            metrics_namespace=require(env, "METRICS_NAMESPACE"),
+            state_parameter_name=require(env, "STATE_PARAMETER_NAME"),
             lookback_seconds=lookback,
-            kubernetes_timeout_seconds=_seconds(env, "KUBERNETES_TIMEOUT_SECONDS", 5.0),
+            kubernetes_timeout_seconds=seconds(env, "KUBERNETES_TIMEOUT_SECONDS", 5.0),
         )

@@ -7,10 +7,6 @@ class ScaleEventsError(Exception):
     """Base class: every failure the scale-events Lambda raises on purpose."""
 
 
-class ConfigError(ScaleEventsError):
-    """An environment variable is missing or invalid; the message names it."""
-
-
 class InvalidEventError(ScaleEventsError):
     """The invocation event is not an EventBridge scheduled event."""
 

@@ -23,15 +23,6 @@ the look-back window. Run with reserved concurrency 1 (see state.py).
 
 from __future__ import annotations
 
-# At the zip root this file has no package: register this folder as ``lambdas.scale_events``
-# first (lambdas/common/zip_root.py), so the sibling imports below resolve as in the repository.
-from pathlib import Path
-
-if not __package__:  # pragma: no cover - exercised by the zip-layout test in a subprocess
-    from common.zip_root import register_package
-
-    register_package("lambdas.scale_events", str(Path(__file__).resolve().parent))
-
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -41,9 +32,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas.common import eks_client
 from lambdas.scale_events.collector import ScaleObservation, collect
 from lambdas.scale_events.config import ScaleEventsConfig
-from lambdas.scale_events.eks import eks_client
 from lambdas.scale_events.errors import InvalidEventError, StateError, StateUnreadable
 from lambdas.scale_events.kube import ApiScaleReader, ScaleReader
 from lambdas.scale_events.state import SsmStateStore, StateStore

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from kubernetes import client as k8s
 
-from .eks import eks_client
+from lambdas.common import eks_client
 
 RESCALE_REASON = "SuccessfulRescale"
 

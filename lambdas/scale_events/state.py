@@ -22,7 +22,7 @@ from typing import Any, Final, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import StateError, StateUnreadable
+from lambdas.scale_events.errors import StateError, StateUnreadable
 
 VERSION: Final = 1
 MAX_STATE_BYTES: Final = 8192

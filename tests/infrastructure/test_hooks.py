@@ -8,6 +8,11 @@ from typing import Any
 from tests.infrastructure.conftest import join_to_text
 
 HOOKS = ("HooksHealthCheck", "HooksScaleEvents", "HooksInferenceEndpoint")
+HOOK_MODULES = {
+    "HooksHealthCheck": "health_check",
+    "HooksScaleEvents": "scale_events",
+    "HooksInferenceEndpoint": "inference_endpoint",
+}
 
 
 def _functions(synth) -> dict[str, dict[str, Any]]:
@@ -31,7 +36,7 @@ def test_hooks_are_arm64_traced_in_the_vpc_with_explicit_timeouts(dev):
     for name, properties in functions.items():
         assert properties["Architectures"] == ["arm64"]
         assert properties["Runtime"] == "python3.12"
-        assert properties["Handler"] == "handler.handler"
+        assert properties["Handler"] == f"lambdas.{HOOK_MODULES[name]}.handler.handler"
         assert properties["TracingConfig"] == {"Mode": "Active"}
         assert properties["Timeout"] == expected_timeouts[name]
         assert properties["VpcConfig"]["SubnetIds"], "in the private subnets"

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client as k8s
 
-from lambdas.health_check import eks_client
+from lambdas.common import eks_client
 from lambdas.health_check.kube import ApiKubernetesReader
 from tests.unit.lambdas import k8s_fixtures as fx
 

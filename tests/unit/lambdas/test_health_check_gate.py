@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-import health_check
-from lambdas.health_check import eks_client, gate, triton_probe
+from lambdas.common import eks_client
+from lambdas.health_check import gate, triton_probe
 from lambdas.health_check.config import HealthCheckConfig
+from tests.conftest import TRITON_DIR
 from tests.unit.lambdas import k8s_fixtures as fx
 from tests.unit.lambdas.test_health_check_rollout import Clock, ScriptedReader
 
@@ -72,7 +73,7 @@ class FakeTriton:
 def install_fake_triton(monkeypatch: pytest.MonkeyPatch) -> FakeTriton:
     """Replace tritonclient (through health_check.TritonProbe) with a FakeTriton for one test."""
     fake = FakeTriton()
-    monkeypatch.setattr(health_check, "TritonProbe", fake.probe)
+    monkeypatch.setattr(triton_probe.triton_health, "TritonProbe", fake.probe)
     return fake
 
 
@@ -90,9 +91,15 @@ def _gate(reader: ScriptedReader, config: HealthCheckConfig = CONFIG, **kwargs: 
     return gate.run_gate(config, lambda: reader, get_parameter=no_parameter, clock=clock, sleep=clock.sleep, **kwargs)
 
 
-def test_triton_probe_reuses_triton_health_check_module() -> None:
-    assert triton_probe.triton_health is health_check
-    assert triton_probe.EXPECTED_MODELS == health_check.EXPECTED_MODELS
+def test_triton_probe_uses_the_container_health_check_itself() -> None:
+    """One source: the Lambda's module is triton/health_check.py (through the package's link)."""
+    assert Path(triton_probe.triton_health.__file__).resolve() == TRITON_DIR / "health_check.py"
+    assert triton_probe.EXPECTED_MODELS == (
+        "study_preprocess",
+        "cxr_classifier",
+        "lesion_segmenter",
+        "radstream_pipeline",
+    )
 
 
 def test_gate_passes_when_rolled_out_and_triton_is_healthy(triton: FakeTriton) -> None:
@@ -107,7 +114,7 @@ def test_gate_passes_when_rolled_out_and_triton_is_healthy(triton: FakeTriton) -
     assert [check["name"] for check in triton_step["checks"]] == ["live", "ready", "models", "smoke_inference"]
     assert all(check["ok"] and check["elapsed_ms"] >= 0 for check in triton_step["checks"])
     assert triton.urls == [CONFIG.triton_url]
-    assert triton.payloads == [health_check.known_input_png()]
+    assert triton.payloads == [triton_probe.triton_health.known_input_png()]
 
 
 def test_gate_fails_on_a_crash_looping_pod_without_calling_triton(triton: FakeTriton) -> None:

@@ -1,12 +1,9 @@
-"""The health-check handler: configuration, event routing, EMF metrics, errors, the zip layout."""
+"""The health-check handler: configuration, event routing, EMF metrics, errors."""
 
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +15,10 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import base as parameters_base
 from moto import mock_aws
 
-from cdk_app.hooks import stage_lambda_source
+from lambdas.common.env import ConfigurationError
 from lambdas.health_check import handler
 from lambdas.health_check.config import HealthCheckConfig
-from lambdas.health_check.errors import ConfigError, HealthGateFailed, InvalidEventError
+from lambdas.health_check.errors import HealthGateFailed, InvalidEventError
 from tests.unit.lambdas import k8s_fixtures as fx
 from tests.unit.lambdas.test_health_check_gate import FakeTriton, install_fake_triton
 from tests.unit.lambdas.test_health_check_rollout import ScriptedReader
@@ -132,13 +129,13 @@ def test_config_from_env() -> None:
     ],
 )
 def test_a_missing_variable_is_named(name: str) -> None:
-    with pytest.raises(ConfigError, match=f"environment variable {name} is missing or empty"):
+    with pytest.raises(ConfigurationError, match=f"environment variable {name} is not set"):
         HealthCheckConfig.from_env({k: v for k, v in ENV.items() if k != name})
 
 
 def test_triton_url_or_its_parameter_is_required() -> None:
     without = {k: v for k, v in ENV.items() if k != "TRITON_URL"}
-    with pytest.raises(ConfigError, match="TRITON_URL or TRITON_URL_PARAMETER must be set"):
+    with pytest.raises(ConfigurationError, match="TRITON_URL or TRITON_URL_PARAMETER must be set"):
         HealthCheckConfig.from_env(without)
     assert HealthCheckConfig.from_env({**without, "TRITON_URL_PARAMETER": "/p"}).triton_url_parameter == "/p"
 
@@ -152,7 +149,7 @@ def test_triton_url_or_its_parameter_is_required() -> None:
     ],
 )
 def test_invalid_values_are_named(extra: dict[str, str], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigurationError, match=message):
         HealthCheckConfig.from_env({**ENV, **extra})
 
 
@@ -272,38 +269,6 @@ def test_a_missing_variable_fails_the_invocation_with_its_name(
     monkeypatch.delenv("METRICS_NAMESPACE")
     with (
         pytest.warns(UserWarning, match="No application metrics to publish"),
-        pytest.raises(ConfigError, match="METRICS_NAMESPACE"),
+        pytest.raises(ConfigurationError, match="METRICS_NAMESPACE"),
     ):
         handler.handler({}, Context())
-
-
-# ---- the Lambda zip layout --------------------------------------------------------------------------------
-
-
-def test_handler_runs_at_the_zip_root(tmp_path: Path) -> None:
-    """The package as the CDK app stages it (cdk_app.hooks.stage_lambda_source)."""
-    tmp_path = stage_lambda_source("health_check", tmp_path)
-    script = f"""
-import json, sys
-sys.path[:] = [p for p in sys.path if p not in ("", {str(REPO_ROOT)!r})]
-sys.path.insert(0, {str(tmp_path)!r})
-import handler
-from lambdas.health_check import triton_probe
-staged = triton_probe.triton_health.__file__
-assert staged == {str(tmp_path / "triton_health.py")!r}, staged
-class Context:
-    function_name = "f"; memory_limit_in_mb = 512; aws_request_id = "r"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:111122223333:function:f"
-    def get_remaining_time_in_millis(self): return 60000
-result = handler.handler({SCHEDULED!r}, Context())
-print("RESULT", json.dumps(result["summary"]))
-"""
-    child_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    child_env |= {**ENV, "TRITON_URL": f"127.0.0.1:{free_port()}", "TRITON_TIMEOUT_SECONDS": "2"}
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=child_env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert 'RESULT "CANARY FAILED: triton: 127.0.0.1:' in done.stdout
-    [document] = emf(done.stdout)
-    assert values(document, "Availability") == [0.0]

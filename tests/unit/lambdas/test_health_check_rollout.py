@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lambdas.health_check import eks_client
+from lambdas.common import eks_client
 from lambdas.health_check.errors import RolloutFailed, RolloutTimedOut
 from lambdas.health_check.rollout import broken_pods, rollout_status, wait_for_rollout
 from tests.unit.lambdas import k8s_fixtures as fx

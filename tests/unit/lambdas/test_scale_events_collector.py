@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from lambdas.common import eks_client
 from lambdas.scale_events.collector import ScaleObservation, collect, rescale_direction
-from lambdas.scale_events.eks import eks_client
 from lambdas.scale_events.errors import StateUnreadable
 from lambdas.scale_events.state import OpenScaleUp, PodMemory, ScaleState
 from tests.unit.lambdas import k8s_fixtures as fx

@@ -10,8 +10,7 @@ before validation, ``before-sign`` puts it on the request so SigV4 signs it.
 EKS accepts such a token for 15 minutes after signing; the ApiClient refreshes it before
 each request once it is older than ``TOKEN_REFRESH_SECONDS``.
 
-This module imports nothing from its package: the scale-events Lambda uses it too, staged
-at its zip root as ``eks_client`` (see ``lambdas/scale_events/eks.py``).
+Used by the health check and the scale-events hook (both read the workload's namespace).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+../../triton/health_check.py
