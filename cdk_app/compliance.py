@@ -4,10 +4,14 @@ acknowledged here; each acknowledgement names one resource, one rule and why."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aws_cdk as cdk
+import jsii
+import yaml
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 from constructs import IConstruct
 
@@ -375,6 +379,7 @@ ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
 def apply_compliance_checks(app: cdk.App, stacks: Iterable[cdk.Stack]) -> None:
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(), HIPAASecurityChecks())
     for stack in stacks:
+        apply_checkov_skips(stack)
         for acknowledgement in ACKNOWLEDGEMENTS:
             target = _find(stack, acknowledgement.path)
             if target is None:
@@ -483,3 +488,52 @@ def acknowledge_cdk_pipelines(pipeline: IConstruct) -> None:
                 reason="S3 server access logging can only deliver to buckets encrypted with SSE-S3, not SSE-KMS",
             )
         )
+
+
+# --- checkov's CloudFormation checks: the skips, one file, written into each template.
+CHECKOV_SKIPS_FILE = Path(__file__).with_name("checkov_cloudformation.yaml")
+_CDK_HASH = re.compile(r"[0-9A-F]{8}$")
+
+
+@dataclass(frozen=True)
+class CheckovSkip:
+    check: str  # e.g. CKV_AWS_116
+    resource: str  # logical ID without CDK's 8-character hash suffix
+    reason: str
+
+
+def load_checkov_skips(path: Path = CHECKOV_SKIPS_FILE) -> tuple[CheckovSkip, ...]:
+    entries = yaml.safe_load(path.read_text(encoding="utf-8"))["skips"]
+    skips = tuple(CheckovSkip(str(e["check"]), str(e["resource"]), str(e["reason"]).strip()) for e in entries)
+    for skip in skips:
+        if not skip.reason:
+            raise ValueError(f"{path.name}: {skip.check} on {skip.resource} has no reason")
+    return skips
+
+
+def logical_id_base(logical_id: str) -> str:
+    """``HooksInferenceEndpoint18C757A5`` -> ``HooksInferenceEndpoint``."""
+    return _CDK_HASH.sub("", logical_id) if len(logical_id) > 8 else logical_id
+
+
+def apply_checkov_skips(stack: cdk.Stack) -> None:
+    """Writes the skips of ``checkov_cloudformation.yaml`` into ``stack``'s template at synth."""
+    cdk.Aspects.of(stack).add(CheckovSkips(load_checkov_skips()))
+
+
+@jsii.implements(cdk.IAspect)
+class CheckovSkips:
+    """Adds ``Metadata.checkov.skip`` (id and comment) to each resource a skip names."""
+
+    def __init__(self, skips: Iterable[CheckovSkip]) -> None:
+        self.by_resource: dict[str, list[CheckovSkip]] = {}
+        for skip in skips:
+            self.by_resource.setdefault(skip.resource, []).append(skip)
+
+    def visit(self, node: IConstruct) -> None:
+        if not isinstance(node, cdk.CfnResource):
+            return
+        logical_id = cdk.Stack.of(node).resolve(node.logical_id)
+        skips = self.by_resource.get(logical_id_base(str(logical_id)), [])
+        if skips:
+            node.add_metadata("checkov", {"skip": [{"id": s.check, "comment": s.reason} for s in skips]})

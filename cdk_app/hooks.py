@@ -87,6 +87,10 @@ class Hooks(Construct):
         )
         self.log_key = kms.Key(self, "LogKey", enable_key_rotation=True, description="Encrypts RadStream hook logs")
         self.log_key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
+        # The functions' environment (cluster endpoint and CA, parameter names) at rest under our key.
+        self.environment_key = kms.Key(
+            self, "EnvironmentKey", enable_key_rotation=True, description="Encrypts RadStream hook environments"
+        )
         self.dead_letters = sqs.Queue(
             self,
             "DeadLetters",
@@ -240,6 +244,7 @@ class Hooks(Construct):
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             security_groups=[self.security_group],
             dead_letter_queue=self.dead_letters if async_invocations else None,
+            environment_encryption=self.environment_key,
             environment={
                 **environment,
                 "POWERTOOLS_SERVICE_NAME": f"radstream-{name.replace('_', '-')}",

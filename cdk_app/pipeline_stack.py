@@ -20,6 +20,7 @@ from aws_cdk import pipelines
 from constructs import Construct
 
 from cdk_app.buckets import access_logs_bucket
+from cdk_app.compliance import apply_checkov_skips
 from cdk_app.config import PipelineConfig, PlatformConfig, load_config
 from cdk_app.network import LOG_RETENTION
 from cdk_app.platform_stack import RadStreamPlatformStack
@@ -49,6 +50,8 @@ class RadStreamStage(cdk.Stage):
             config=config,
             env=cdk.Environment(account=config.account, region=config.region),
         )
+        # Here, not in app_factory: CDK Pipelines synthesizes the stage while the pipeline is built.
+        apply_checkov_skips(self.platform)
 
 
 def health_gate_step(stage: RadStreamStage) -> pipelines.CodeBuildStep:
