@@ -141,6 +141,11 @@ class ClusterConfig:
     gpu_taint_value: str = "true"
     gpu_label_key: str = "k8s.amazonaws.com/accelerator"
     addons: AddonVersions = field(default_factory=AddonVersions)
+    # ResolveConflicts of every AWS::EKS::Addon: vpc-cni, kube-proxy and coredns replace the
+    # self-managed copies EKS installs with the cluster.
+    addon_resolve_conflicts: str = "OVERWRITE"
+    # vpc-cni's network policy agent: without it NetworkPolicies are accepted but not enforced.
+    enforce_network_policies: bool = True
 
     @property
     def gpus_per_gpu_node(self) -> int:
@@ -493,6 +498,10 @@ def _validate(config: PlatformConfig) -> None:
             _ROLE_ARN.match(cluster.admin_role_arn) is not None,
             f"cluster.admin_role_arn={cluster.admin_role_arn!r} is not an IAM role ARN",
         )
+    _require(
+        cluster.addon_resolve_conflicts in ("OVERWRITE", "PRESERVE", "NONE"),
+        f"cluster.addon_resolve_conflicts={cluster.addon_resolve_conflicts!r} must be OVERWRITE, PRESERVE or NONE",
+    )
     _validate_node_group(cluster.system_nodes, "cluster.system_nodes")
     _validate_node_group(cluster.gpu_nodes, "cluster.gpu_nodes")
     for instance_type in cluster.gpu_nodes.instance_types:
