@@ -11,9 +11,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -374,6 +375,13 @@ class PipelineConfig:
     loadtest_time_scale: int = 6
     loadtest_max_error_rate: float = 0.01
     loadtest_max_p99_ms: int = 2000
+    # (stage, account) pairs (``-c stage_accounts=dev=111122223333,prod=444455556666``); a stage not
+    # listed deploys into the pipeline's account, in the region of its configuration.
+    stage_accounts: tuple[tuple[str, str], ...] = ()
+
+    def stage_config(self, stage: str) -> PlatformConfig:
+        """The stage's configuration with its account from ``stage_accounts``."""
+        return load_config(stage, {"account": dict(self.stage_accounts).get(stage, "")})
 
 
 _CONNECTION_ARN = re.compile(
@@ -389,6 +397,7 @@ def load_pipeline_config(overrides: Mapping[str, str] | None = None) -> Pipeline
         connection_arn=overrides.get("connection_arn") or None,
         repository=overrides.get("repository") or None,
         branch=overrides.get("branch") or PipelineConfig.branch,
+        stage_accounts=_stage_accounts(overrides.get("stage_accounts", "")),
     )
     _require(
         config.connection_arn is not None,
@@ -404,9 +413,22 @@ def load_pipeline_config(overrides: Mapping[str, str] | None = None) -> Pipeline
         _REPOSITORY.match(config.repository or "") is not None,
         f"pipeline.repository={config.repository!r} is not owner/name",
     )
-    for stage in config.stages:
-        load_config(stage)
+    check_stages_can_share_accounts(config.stage_config(stage) for stage in config.stages)
     return config
+
+
+def _stage_accounts(text: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        stage, _, account = item.partition("=")
+        _require(
+            stage in STAGES and re.fullmatch(r"\d{12}", account) is not None,
+            f"pipeline.stage_accounts: {item!r} is not <stage>=<12-digit account> (stages: {', '.join(STAGES)})",
+        )
+        pairs.append((stage, account))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -428,6 +450,18 @@ class PlatformConfig:
     @property
     def stack_name(self) -> str:
         return f"RadStream-{self.stage}"
+
+    @property
+    def physical_names(self) -> dict[str, str]:
+        """The names that must be unique in an account and region, by what they name."""
+        return {
+            "CloudFormation stack": self.stack_name,
+            "EKS cluster (its node groups and log groups follow it)": self.cluster.name,
+            "ECR repository": self.registry.repository_name,
+            "state machine": self.hooks.state_machine_name,
+            "dashboard": self.observability.dashboard_name,
+            "SSM parameter": self.hooks.triton_url_parameter(self.stage),
+        }
 
     @property
     def triton(self) -> WorkloadConfig:
@@ -655,12 +689,26 @@ def _validate_observability(observability: ObservabilityConfig) -> None:
     )
 
 
+def _stage(stage: str, **settings: Any) -> PlatformConfig:
+    """A stage whose account-wide names all carry the stage: two stages never collide in one
+    account and region (the EKS cluster, and so its node groups and log groups, the ECR
+    repository, the state machine, the dashboard; SSM paths and alarms already do)."""
+    config = PlatformConfig(stage=stage, **settings)
+    return replace(
+        config,
+        cluster=replace(config.cluster, name=f"radstream-{stage}"),
+        registry=replace(config.registry, repository_name=f"radstream-triton-{stage}"),
+        hooks=replace(config.hooks, state_machine_name=f"RadStreamInference-{stage}"),
+        observability=replace(config.observability, dashboard_name=f"radstream-{stage}-eks-dashboard"),
+    )
+
+
 STAGES: dict[str, PlatformConfig] = {
     # dev: public API endpoint limited to the CIDRs given with -c public_api_cidrs=...
-    "dev": PlatformConfig(stage="dev"),
+    "dev": _stage("dev"),
     # prod: private API endpoint only, NAT per AZ, two replicas minimum for availability.
-    "prod": PlatformConfig(
-        stage="prod",
+    "prod": _stage(
+        "prod",
         network=NetworkConfig(nat_gateways=2),
         cluster=replace(
             ClusterConfig(),
@@ -669,6 +717,23 @@ STAGES: dict[str, PlatformConfig] = {
         autoscaling=AutoscalingConfig(min_replicas=2, max_replicas=5),
     ),
 }
+
+
+def check_stages_can_share_accounts(configs: Iterable[PlatformConfig]) -> None:
+    """Refuses two stages that land in one account and region and share a physical name.
+
+    A stage without an account deploys into the deploying (pipeline's) account.
+    """
+    seen: dict[tuple[str, str, str], str] = {}
+    for config in configs:
+        where = (config.account or "<deploying account>", config.region)
+        for kind, name in config.physical_names.items():
+            other = seen.setdefault((*where, name), config.stage)
+            _require(
+                other == config.stage,
+                f"stages {other!r} and {config.stage!r} both deploy into account {where[0]} in {where[1]} with the "
+                f"{kind} name {name!r}: give each stage its own account or its own names",
+            )
 
 
 def load_config(stage: str, overrides: Mapping[str, str] | None = None) -> PlatformConfig:

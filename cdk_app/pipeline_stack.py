@@ -20,7 +20,7 @@ from aws_cdk import pipelines
 from constructs import Construct
 
 from cdk_app.buckets import access_logs_bucket
-from cdk_app.config import PipelineConfig, PlatformConfig, load_config
+from cdk_app.config import PipelineConfig, PlatformConfig
 from cdk_app.network import LOG_RETENTION
 from cdk_app.platform_stack import RadStreamPlatformStack
 
@@ -143,7 +143,7 @@ class RadStreamPipelineStack(cdk.Stack):
         )
         self.stages: dict[str, RadStreamStage] = {}
         for stage_name in settings.stages:
-            config = load_config(stage_name)
+            config = settings.stage_config(stage_name)
             stage = RadStreamStage(self, stage_name.capitalize(), config=config)
             self.stages[stage_name] = stage
             pre = (
