@@ -75,10 +75,19 @@ def scale_quantity(quantity: str, factor: Decimal) -> str:
     return f"{int(mebibytes)}Mi"
 
 
+# AZ IDs where EKS cannot place a cluster's network interfaces ("View Amazon EKS networking
+# requirements for VPC and subnets", EKS user guide). AZ names map to IDs per account, so a
+# VPC over "the first two AZs" can land in one of these: the configuration names AZ IDs.
+EKS_UNSUPPORTED_AZ_IDS = frozenset({"use1-az3", "usw1-az2", "cac1-az3"})
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     vpc_cidr: str = "10.42.0.0/16"
     max_azs: int = 2
+    # The VPC's subnets by AZ ID (same in every account), one per AZ, max_azs of them; the
+    # defaults offer g5 in us-east-1 and EKS supports them (`make preflight` checks both).
+    availability_zone_ids: tuple[str, ...] = ("use1-az1", "use1-az2")
     nat_gateways: int = 1
     flow_log_retention_days: int = 365
 
@@ -301,6 +310,9 @@ class HooksConfig:
     inference_timeout_seconds: int = 90
     inference_memory_mb: int = 1024
     inference_reserved_concurrency: int = 20
+    health_gate_reserved_concurrency: int = 2
+    # One writer of the scale-events state parameter, so runs never race on it.
+    scale_events_reserved_concurrency: int = 1
     triton_timeout_seconds: int = 30
     max_image_bytes: int = 32 * 1024 * 1024
     finding_threshold: float = 0.5
@@ -308,6 +320,15 @@ class HooksConfig:
     input_expiry_days: int = 90
     results_noncurrent_expiry_days: int = 30
     state_machine_name: str = "RadStreamInference"
+
+    @property
+    def reserved_concurrency_total(self) -> int:
+        """What the stage's functions take out of the account's Lambda concurrency."""
+        return (
+            self.inference_reserved_concurrency
+            + self.health_gate_reserved_concurrency
+            + self.scale_events_reserved_concurrency
+        )
 
     def triton_url_parameter(self, stage: str) -> str:
         return f"/radstream/{stage}/triton-url"
@@ -517,6 +538,21 @@ def _validate(config: PlatformConfig) -> None:
         f"{list(LOG_RETENTION_DAYS)}",
     )
     _require(config.network.max_azs >= 2, f"network.max_azs={config.network.max_azs} must be >= 2")
+    az_ids = config.network.availability_zone_ids
+    _require(
+        len(az_ids) == config.network.max_azs and len(set(az_ids)) == len(az_ids),
+        f"network.availability_zone_ids={list(az_ids)} must name {config.network.max_azs} distinct AZ IDs "
+        "(network.max_azs)",
+    )
+    for az_id in az_ids:
+        _require(
+            re.fullmatch(r"[a-z]{2,5}\d-az\d+", az_id) is not None,
+            f"network.availability_zone_ids: {az_id!r} is not an AZ ID like use1-az1",
+        )
+        _require(
+            az_id not in EKS_UNSUPPORTED_AZ_IDS,
+            f"network.availability_zone_ids: EKS does not support {az_id} (choose another AZ ID)",
+        )
 
     cluster = config.cluster
     for index, cidr in enumerate(cluster.public_api_cidrs):
