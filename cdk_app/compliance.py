@@ -11,7 +11,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 from constructs import IConstruct
 
-from cdk_app.config import STAGES, AddonVersions
+from cdk_app.config import STAGES, AddonVersions, RegistryConfig
 from cdk_app.load_balancer import official_policy
 
 
@@ -24,7 +24,8 @@ class Acknowledgement:
 
 KUBECTL_HANDLER = "Cluster/Cluster/KubectlProvider/Handler"
 KUBECTL_FRAMEWORK = "Cluster/Cluster/KubectlProvider/Provider/framework-onEvent"
-ECR_COPY = "Custom::CDKECRDeploymentbd07c930edb94112a20f03f096f53666512MiB"
+# cdk-ecr-deployment's singleton function: its construct ID ends with the memory size.
+ECR_COPY = f"Custom::CDKECRDeploymentbd07c930edb94112a20f03f096f53666{RegistryConfig().image_copy_memory_mb}MiB"
 BUCKET_UPLOAD = "Custom::CDKBucketDeployment8693BB64968944B69AAFB0CC9EB8756C"
 AWS = "AwsSolutions::AwsSolutions-"
 HOOK_FUNCTIONS = ("HealthCheck", "ScaleEvents", "InferenceEndpoint")

@@ -175,6 +175,10 @@ class ClusterConfig:
 class RegistryConfig:
     repository_name: str = "radstream-triton"
     keep_last_images: int = 10
+    # The function that copies the ~15 GB Triton image from the CDK assets repository into
+    # repository_name (cdk-ecr-deployment; its timeout is Lambda's 15 minutes). Lambda gives CPU
+    # and network in proportion to memory: the most it allows, not the library's 512 MB.
+    image_copy_memory_mb: int = 10240
 
 
 @dataclass(frozen=True)
@@ -399,12 +403,19 @@ class PipelineConfig:
     # (stage, account) pairs (``-c stage_accounts=dev=111122223333,prod=444455556666``); a stage not
     # listed deploys into the pipeline's account, in the region of its configuration.
     stage_accounts: tuple[tuple[str, str], ...] = ()
+    # CodeBuild sizes (compute types). The synth step runs the whole test suite, the real
+    # Triton server included, before `cdk synth`: LARGE (8 vCPUs, 15 GB), not the default SMALL
+    # (2 vCPUs, 3 GB). Asset publishing builds and pushes the ~15 GB Triton image: LARGE too.
+    synth_compute_type: str = "LARGE"
+    asset_publishing_compute_type: str = "LARGE"
 
     def stage_config(self, stage: str) -> PlatformConfig:
         """The stage's configuration with its account from ``stage_accounts``."""
         return load_config(stage, {"account": dict(self.stage_accounts).get(stage, "")})
 
 
+# aws_codebuild.ComputeType members (BUILD_GENERAL1_<size> in the template).
+CODEBUILD_COMPUTE_TYPES = ("SMALL", "MEDIUM", "LARGE", "X_LARGE", "X2_LARGE")
 _CONNECTION_ARN = re.compile(
     r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$"
 )
@@ -434,6 +445,9 @@ def load_pipeline_config(overrides: Mapping[str, str] | None = None) -> Pipeline
         _REPOSITORY.match(config.repository or "") is not None,
         f"pipeline.repository={config.repository!r} is not owner/name",
     )
+    for name in ("synth_compute_type", "asset_publishing_compute_type"):
+        value = getattr(config, name)
+        _require(value in CODEBUILD_COMPUTE_TYPES, f"pipeline.{name}={value!r} is not one of {CODEBUILD_COMPUTE_TYPES}")
     check_stages_can_share_accounts(config.stage_config(stage) for stage in config.stages)
     return config
 
@@ -651,6 +665,10 @@ def _validate(config: PlatformConfig) -> None:
         0.0 < hooks.finding_threshold < 1.0, f"hooks.finding_threshold={hooks.finding_threshold} must be in (0, 1)"
     )
     _validate_observability(config.observability)
+    _require(
+        128 <= config.registry.image_copy_memory_mb <= 10240,
+        f"registry.image_copy_memory_mb={config.registry.image_copy_memory_mb} must be 128-10240 (Lambda's range)",
+    )
     needed = scaling.max_replicas * workload.gpus_per_pod
     _require(
         needed <= cluster.max_gpus,

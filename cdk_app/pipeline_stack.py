@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codestarnotifications as notifications
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -126,6 +127,9 @@ class RadStreamPipelineStack(cdk.Stack):
                 f" -c branch={settings.branch}",
             ],
             primary_output_directory="cdk.out",
+            build_environment=codebuild.BuildEnvironment(
+                compute_type=codebuild.ComputeType[settings.synth_compute_type]
+            ),
         )
         self.pipeline = pipelines.CodePipeline(
             self,
@@ -135,6 +139,11 @@ class RadStreamPipelineStack(cdk.Stack):
             artifact_bucket=artifacts,
             self_mutation=True,
             docker_enabled_for_synth=True,
+            asset_publishing_code_build_defaults=pipelines.CodeBuildOptions(
+                build_environment=codebuild.BuildEnvironment(
+                    compute_type=codebuild.ComputeType[settings.asset_publishing_compute_type]
+                )
+            ),
             code_build_defaults=pipelines.CodeBuildOptions(
                 logging=cdk.aws_codebuild.LoggingOptions(
                     cloud_watch=cdk.aws_codebuild.CloudWatchLoggingOptions(log_group=build_logs)

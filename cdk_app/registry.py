@@ -114,5 +114,6 @@ class Registry(Construct):
             src=DockerImageName(self.image_asset.image_uri),
             dest=DockerImageName(self.image_uri),
             role=copy_role,
+            memory_limit=config.image_copy_memory_mb,
         )
         iam.PermissionsBoundary.of(copy_role).apply(boundary)

@@ -450,3 +450,14 @@ def test_triton_nlb_admits_only_the_hooks_and_its_address_goes_to_ssm(dev):
         if p["Properties"].get("Name") == "/radstream/dev/triton-url"
     ]
     assert "Value" in json.dumps(parameter["Properties"]["Value"]), "the address comes from the Service status"
+
+
+def test_the_image_copy_function_is_sized_from_config(dev):
+    memory = [
+        r["Properties"]["MemorySize"]
+        for r in dev.resources("AWS::Lambda::Function").values()
+        if "CDKECRDeployment" in json.dumps(r["Properties"].get("Description", ""))
+        or r["Properties"].get("MemorySize") == dev.config.registry.image_copy_memory_mb
+    ]
+    assert dev.config.registry.image_copy_memory_mb == 10240
+    assert memory == [dev.config.registry.image_copy_memory_mb]
