@@ -114,7 +114,10 @@ class AddonVersions:
     pod_identity_agent: str = "v1.4.0-eksbuild.2"
     metrics_server: str = "v0.9.0-eksbuild.11"
     cloudwatch_observability: str = "v6.7.0-eksbuild.1"
-    nvidia_device_plugin_chart: str = "0.20.1"
+    # The newest in NVIDIA's published chart index (gh-pages index.yaml of NVIDIA/k8s-device-plugin,
+    # 2026-08-20); 0.20.1 was in no index. Values used (affinity, nodeSelector, tolerations) are in
+    # the chart's values.yaml at v0.20.0.
+    nvidia_device_plugin_chart: str = "0.20.0"
     cluster_autoscaler_chart: str = "9.59.0"
     # The chart still defaults to the 1.35 autoscaler; the image must match the cluster's minor.
     cluster_autoscaler_image_tag: str = "v1.36.1"
@@ -273,7 +276,10 @@ class MonitoringConfig:
     """In-cluster Prometheus (scaling signal) and prometheus-adapter, pinned."""
 
     namespace: str = "monitoring"
-    prometheus_chart: str = "29.35.0"
+    # The newest release tag of prometheus-community/helm-charts that could be confirmed
+    # (prometheus-29.27.0, 2026-08); 29.35.0 was in no public source. The values set here exist in
+    # that chart's values.yaml.
+    prometheus_chart: str = "29.27.0"
     prometheus_adapter_chart: str = "5.3.0"
     scrape_interval_seconds: int = 10
     rule_evaluation_interval_seconds: int = 10
