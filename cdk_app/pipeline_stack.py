@@ -124,7 +124,13 @@ class RadStreamPipelineStack(cdk.Stack):
                 ci_test_command(),
                 "RADSTREAM_SKIP_BUNDLING=0 .tools/node_modules/.bin/cdk synth -c pipeline=true"
                 f" -c connection_arn={settings.connection_arn} -c repository={settings.repository}"
-                f" -c branch={settings.branch}",
+                f" -c branch={settings.branch}"
+                # The stages' accounts, so the pipeline's own synth keeps deploying where it was told.
+                + (
+                    " -c stage_accounts=" + ",".join(f"{stage}={account}" for stage, account in settings.stage_accounts)
+                    if settings.stage_accounts
+                    else ""
+                ),
             ],
             primary_output_directory="cdk.out",
             build_environment=codebuild.BuildEnvironment(

@@ -78,3 +78,23 @@ def test_no_named_resource_is_retained_after_a_failed_first_create(dev, prod):
     assert repository["DeletionPolicy"] == "RetainExceptOnCreate"
     assert repository["UpdateReplacePolicy"] == "Retain"
     assert repository["Properties"]["EmptyOnDelete"] is True, "the rollback's delete would fail on the pushed image"
+
+
+def test_the_pipelines_own_synth_keeps_the_stage_accounts():
+    import json
+
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from cdk_app.pipeline_stack import RadStreamPipelineStack
+
+    settings = load_pipeline_config(
+        {"connection_arn": CONNECTION, "repository": "radstream/platform", "stage_accounts": "prod=444455556666"}
+    )
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+    stack = RadStreamPipelineStack(
+        app, "RadStream-pipeline", settings=settings, env=cdk.Environment(account="111122223333", region="us-east-1")
+    )
+    assert stack.stages["prod"].platform.account == "444455556666"
+    text = json.dumps(Template.from_stack(stack).to_json())
+    assert "-c stage_accounts=prod=444455556666" in text
