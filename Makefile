@@ -22,7 +22,7 @@ LOCAL_ARGS ?=
 PYTEST_ARGS ?=
 PY_SOURCES := app.py cdk_app lambdas triton/health_check.py triton/radstream_triton triton/model_repository/study_preprocess/1
 
-.PHONY: help install install-local local test lint pytest lambda-sizes models manifests synth autoscale-report loadtest clean
+.PHONY: help install install-local local test lint pytest lambda-sizes models manifests synth preflight autoscale-report loadtest clean
 
 help:
 	@echo "make local    serve the pipeline on the real Triton server (CPU), Ctrl-C to stop"
@@ -32,6 +32,7 @@ help:
 	@echo "make manifests render k8s_manifests/ from cdk_app (the objects CDK applies)"
 	@echo "make synth    synthesize the CDK app into cdk.out/ (STAGE=dev|prod)"
 	@echo "make lambda-sizes  build each hook's arm64 package as a deploy does; fail above 200 MB unzipped"
+	@echo "make preflight STAGE=dev ACCOUNT=<12 digits>  read-only checks of the account before a first deploy"
 	@echo "make autoscale-report  simulate the HPA: shipped vs the brief's baseline (docs/autoscaling.md)"
 	@echo "make loadtest the guide's burst and sustained profiles against the local server (docs/loadtest.md)"
 
@@ -98,6 +99,12 @@ STAGE ?= dev
 # No Docker needed: Lambda bundling is skipped (RADSTREAM_SKIP_BUNDLING); `cdk deploy` bundles.
 synth: install
 	RADSTREAM_SKIP_BUNDLING=1 cdk synth --quiet -c stage=$(STAGE)
+
+ACCOUNT ?=
+# Read-only: quotas, AZ IDs, the CDK bootstrap and Docker, with the caller's AWS credentials.
+preflight: install
+	@test -n "$(ACCOUNT)" || { echo "usage: make preflight STAGE=dev ACCOUNT=111122223333"; exit 2; }
+	python -m cdk_app.preflight --stage $(STAGE) --account $(ACCOUNT)
 
 autoscale-report: install
 	python -m cdk_app.autoscaling_sim --stage $(STAGE) --profile all --output-dir build/autoscale --update-docs docs/autoscaling.md

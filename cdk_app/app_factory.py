@@ -15,7 +15,7 @@ DEFAULT_STAGE = "dev"
 SKIP_BUNDLING_ENV = "RADSTREAM_SKIP_BUNDLING"
 # Context keys (`cdk synth -c key=value`) that override the stage's configuration.
 OVERRIDE_KEYS = ("account", "region", "public_api_cidrs", "admin_role_arn", "use_s3_models")
-PIPELINE_KEYS = ("connection_arn", "repository", "branch")
+PIPELINE_KEYS = ("connection_arn", "repository", "branch", "stage_accounts")
 # Feature flags set in code (not only cdk.json) so `python app.py`, the CLI and the
 # tests synthesize the same templates.
 FEATURE_FLAGS: dict[str, object] = {

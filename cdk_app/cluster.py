@@ -164,19 +164,30 @@ class Cluster(Construct):
             "metrics-server": versions.metrics_server,
             "amazon-cloudwatch-observability": versions.cloudwatch_observability,
         }
-        addons = {
-            name: eks.Addon(
+        configuration: dict[str, Mapping[str, Any] | None] = {
+            "amazon-cloudwatch-observability": self.cloudwatch_agent_configuration,
+            # Enforce NetworkPolicies (the default deny and Triton's ingress policy): the add-on's
+            # network policy agent, off unless asked for ("Configure your cluster for Kubernetes
+            # network policies", EKS user guide; the add-on schema takes the string "true").
+            "vpc-cni": {"enableNetworkPolicy": "true"} if self.config.enforce_network_policies else None,
+        }
+        addons: dict[str, eks.Addon] = {}
+        for name, version in pinned.items():
+            addon = eks.Addon(
                 self,
                 f"Addon-{name}",
                 cluster=self.cluster,  # type: ignore[arg-type]  # a gap in the jsii typings of aws_eks_v2
                 addon_name=name,
                 addon_version=version,
-                configuration_values=(
-                    self.cloudwatch_agent_configuration if name == "amazon-cloudwatch-observability" else None
-                ),
+                configuration_values=configuration.get(name),
             )
-            for name, version in pinned.items()
-        }
+            # EKS installs vpc-cni, kube-proxy and coredns itself (self-managed); creating the managed
+            # add-on over them fails with ConfigurationConflict unless the add-on may overwrite them
+            # (AWS::EKS::Addon ResolveConflicts; aws_eks_v2.Addon has no prop for it).
+            cfn_addon = addon.node.default_child
+            assert isinstance(cfn_addon, eks.CfnAddon)
+            cfn_addon.resolve_conflicts = self.config.addon_resolve_conflicts
+            addons[name] = addon
         # Add-ons with pods need somewhere to run.
         for name in ("coredns", "metrics-server", "amazon-cloudwatch-observability"):
             addons[name].node.add_dependency(self.system_nodes)

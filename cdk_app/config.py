@@ -11,9 +11,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -74,10 +75,19 @@ def scale_quantity(quantity: str, factor: Decimal) -> str:
     return f"{int(mebibytes)}Mi"
 
 
+# AZ IDs where EKS cannot place a cluster's network interfaces ("View Amazon EKS networking
+# requirements for VPC and subnets", EKS user guide). AZ names map to IDs per account, so a
+# VPC over "the first two AZs" can land in one of these: the configuration names AZ IDs.
+EKS_UNSUPPORTED_AZ_IDS = frozenset({"use1-az3", "usw1-az2", "cac1-az3"})
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     vpc_cidr: str = "10.42.0.0/16"
     max_azs: int = 2
+    # The VPC's subnets by AZ ID (same in every account), one per AZ, max_azs of them; the
+    # defaults offer g5 in us-east-1 and EKS supports them (`make preflight` checks both).
+    availability_zone_ids: tuple[str, ...] = ("use1-az1", "use1-az2")
     nat_gateways: int = 1
     flow_log_retention_days: int = 365
 
@@ -104,7 +114,10 @@ class AddonVersions:
     pod_identity_agent: str = "v1.4.0-eksbuild.2"
     metrics_server: str = "v0.9.0-eksbuild.11"
     cloudwatch_observability: str = "v6.7.0-eksbuild.1"
-    nvidia_device_plugin_chart: str = "0.20.1"
+    # The newest in NVIDIA's published chart index (gh-pages index.yaml of NVIDIA/k8s-device-plugin,
+    # 2026-08-20); 0.20.1 was in no index. Values used (affinity, nodeSelector, tolerations) are in
+    # the chart's values.yaml at v0.20.0.
+    nvidia_device_plugin_chart: str = "0.20.0"
     cluster_autoscaler_chart: str = "9.59.0"
     # The chart still defaults to the 1.35 autoscaler; the image must match the cluster's minor.
     cluster_autoscaler_image_tag: str = "v1.36.1"
@@ -141,6 +154,11 @@ class ClusterConfig:
     gpu_taint_value: str = "true"
     gpu_label_key: str = "k8s.amazonaws.com/accelerator"
     addons: AddonVersions = field(default_factory=AddonVersions)
+    # ResolveConflicts of every AWS::EKS::Addon: vpc-cni, kube-proxy and coredns replace the
+    # self-managed copies EKS installs with the cluster.
+    addon_resolve_conflicts: str = "OVERWRITE"
+    # vpc-cni's network policy agent: without it NetworkPolicies are accepted but not enforced.
+    enforce_network_policies: bool = True
 
     @property
     def gpus_per_gpu_node(self) -> int:
@@ -160,6 +178,10 @@ class ClusterConfig:
 class RegistryConfig:
     repository_name: str = "radstream-triton"
     keep_last_images: int = 10
+    # The function that copies the ~15 GB Triton image from the CDK assets repository into
+    # repository_name (cdk-ecr-deployment; its timeout is Lambda's 15 minutes). Lambda gives CPU
+    # and network in proportion to memory: the most it allows, not the library's 512 MB.
+    image_copy_memory_mb: int = 10240
 
 
 @dataclass(frozen=True)
@@ -254,7 +276,10 @@ class MonitoringConfig:
     """In-cluster Prometheus (scaling signal) and prometheus-adapter, pinned."""
 
     namespace: str = "monitoring"
-    prometheus_chart: str = "29.35.0"
+    # The newest release tag of prometheus-community/helm-charts that could be confirmed
+    # (prometheus-29.27.0, 2026-08); 29.35.0 was in no public source. The values set here exist in
+    # that chart's values.yaml.
+    prometheus_chart: str = "29.27.0"
     prometheus_adapter_chart: str = "5.3.0"
     scrape_interval_seconds: int = 10
     rule_evaluation_interval_seconds: int = 10
@@ -302,6 +327,9 @@ class HooksConfig:
     inference_timeout_seconds: int = 90
     inference_memory_mb: int = 1024
     inference_reserved_concurrency: int = 20
+    health_gate_reserved_concurrency: int = 2
+    # One writer of the scale-events state parameter, so runs never race on it.
+    scale_events_reserved_concurrency: int = 1
     triton_timeout_seconds: int = 30
     max_image_bytes: int = 32 * 1024 * 1024
     finding_threshold: float = 0.5
@@ -309,6 +337,15 @@ class HooksConfig:
     input_expiry_days: int = 90
     results_noncurrent_expiry_days: int = 30
     state_machine_name: str = "RadStreamInference"
+
+    @property
+    def reserved_concurrency_total(self) -> int:
+        """What the stage's functions take out of the account's Lambda concurrency."""
+        return (
+            self.inference_reserved_concurrency
+            + self.health_gate_reserved_concurrency
+            + self.scale_events_reserved_concurrency
+        )
 
     def triton_url_parameter(self, stage: str) -> str:
         return f"/radstream/{stage}/triton-url"
@@ -376,8 +413,22 @@ class PipelineConfig:
     loadtest_time_scale: int = 6
     loadtest_max_error_rate: float = 0.01
     loadtest_max_p99_ms: int = 2000
+    # (stage, account) pairs (``-c stage_accounts=dev=111122223333,prod=444455556666``); a stage not
+    # listed deploys into the pipeline's account, in the region of its configuration.
+    stage_accounts: tuple[tuple[str, str], ...] = ()
+    # CodeBuild sizes (compute types). The synth step runs the whole test suite, the real
+    # Triton server included, before `cdk synth`: LARGE (8 vCPUs, 15 GB), not the default SMALL
+    # (2 vCPUs, 3 GB). Asset publishing builds and pushes the ~15 GB Triton image: LARGE too.
+    synth_compute_type: str = "LARGE"
+    asset_publishing_compute_type: str = "LARGE"
+
+    def stage_config(self, stage: str) -> PlatformConfig:
+        """The stage's configuration with its account from ``stage_accounts``."""
+        return load_config(stage, {"account": dict(self.stage_accounts).get(stage, "")})
 
 
+# aws_codebuild.ComputeType members (BUILD_GENERAL1_<size> in the template).
+CODEBUILD_COMPUTE_TYPES = ("SMALL", "MEDIUM", "LARGE", "X_LARGE", "X2_LARGE")
 _CONNECTION_ARN = re.compile(
     r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$"
 )
@@ -391,6 +442,7 @@ def load_pipeline_config(overrides: Mapping[str, str] | None = None) -> Pipeline
         connection_arn=overrides.get("connection_arn") or None,
         repository=overrides.get("repository") or None,
         branch=overrides.get("branch") or PipelineConfig.branch,
+        stage_accounts=_stage_accounts(overrides.get("stage_accounts", "")),
     )
     _require(
         config.connection_arn is not None,
@@ -406,9 +458,25 @@ def load_pipeline_config(overrides: Mapping[str, str] | None = None) -> Pipeline
         _REPOSITORY.match(config.repository or "") is not None,
         f"pipeline.repository={config.repository!r} is not owner/name",
     )
-    for stage in config.stages:
-        load_config(stage)
+    for name in ("synth_compute_type", "asset_publishing_compute_type"):
+        value = getattr(config, name)
+        _require(value in CODEBUILD_COMPUTE_TYPES, f"pipeline.{name}={value!r} is not one of {CODEBUILD_COMPUTE_TYPES}")
+    check_stages_can_share_accounts(config.stage_config(stage) for stage in config.stages)
     return config
+
+
+def _stage_accounts(text: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        stage, _, account = item.partition("=")
+        _require(
+            stage in STAGES and re.fullmatch(r"\d{12}", account) is not None,
+            f"pipeline.stage_accounts: {item!r} is not <stage>=<12-digit account> (stages: {', '.join(STAGES)})",
+        )
+        pairs.append((stage, account))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -430,6 +498,18 @@ class PlatformConfig:
     @property
     def stack_name(self) -> str:
         return f"RadStream-{self.stage}"
+
+    @property
+    def physical_names(self) -> dict[str, str]:
+        """The names that must be unique in an account and region, by what they name."""
+        return {
+            "CloudFormation stack": self.stack_name,
+            "EKS cluster (its node groups and log groups follow it)": self.cluster.name,
+            "ECR repository": self.registry.repository_name,
+            "state machine": self.hooks.state_machine_name,
+            "dashboard": self.observability.dashboard_name,
+            "SSM parameter": self.hooks.triton_url_parameter(self.stage),
+        }
 
     @property
     def triton(self) -> WorkloadConfig:
@@ -485,6 +565,21 @@ def _validate(config: PlatformConfig) -> None:
         f"{list(LOG_RETENTION_DAYS)}",
     )
     _require(config.network.max_azs >= 2, f"network.max_azs={config.network.max_azs} must be >= 2")
+    az_ids = config.network.availability_zone_ids
+    _require(
+        len(az_ids) == config.network.max_azs and len(set(az_ids)) == len(az_ids),
+        f"network.availability_zone_ids={list(az_ids)} must name {config.network.max_azs} distinct AZ IDs "
+        "(network.max_azs)",
+    )
+    for az_id in az_ids:
+        _require(
+            re.fullmatch(r"[a-z]{2,5}\d-az\d+", az_id) is not None,
+            f"network.availability_zone_ids: {az_id!r} is not an AZ ID like use1-az1",
+        )
+        _require(
+            az_id not in EKS_UNSUPPORTED_AZ_IDS,
+            f"network.availability_zone_ids: EKS does not support {az_id} (choose another AZ ID)",
+        )
 
     cluster = config.cluster
     for index, cidr in enumerate(cluster.public_api_cidrs):
@@ -500,6 +595,10 @@ def _validate(config: PlatformConfig) -> None:
             _ROLE_ARN.match(cluster.admin_role_arn) is not None,
             f"cluster.admin_role_arn={cluster.admin_role_arn!r} is not an IAM role ARN",
         )
+    _require(
+        cluster.addon_resolve_conflicts in ("OVERWRITE", "PRESERVE", "NONE"),
+        f"cluster.addon_resolve_conflicts={cluster.addon_resolve_conflicts!r} must be OVERWRITE, PRESERVE or NONE",
+    )
     _validate_node_group(cluster.system_nodes, "cluster.system_nodes")
     _validate_node_group(cluster.gpu_nodes, "cluster.gpu_nodes")
     for instance_type in cluster.gpu_nodes.instance_types:
@@ -587,6 +686,10 @@ def _validate(config: PlatformConfig) -> None:
         0.0 < hooks.finding_threshold < 1.0, f"hooks.finding_threshold={hooks.finding_threshold} must be in (0, 1)"
     )
     _validate_observability(config.observability)
+    _require(
+        128 <= config.registry.image_copy_memory_mb <= 10240,
+        f"registry.image_copy_memory_mb={config.registry.image_copy_memory_mb} must be 128-10240 (Lambda's range)",
+    )
     needed = scaling.max_replicas * workload.gpus_per_pod
     _require(
         needed <= cluster.max_gpus,
@@ -661,12 +764,26 @@ def _validate_observability(observability: ObservabilityConfig) -> None:
     )
 
 
+def _stage(stage: str, **settings: Any) -> PlatformConfig:
+    """A stage whose account-wide names all carry the stage: two stages never collide in one
+    account and region (the EKS cluster, and so its node groups and log groups, the ECR
+    repository, the state machine, the dashboard; SSM paths and alarms already do)."""
+    config = PlatformConfig(stage=stage, **settings)
+    return replace(
+        config,
+        cluster=replace(config.cluster, name=f"radstream-{stage}"),
+        registry=replace(config.registry, repository_name=f"radstream-triton-{stage}"),
+        hooks=replace(config.hooks, state_machine_name=f"RadStreamInference-{stage}"),
+        observability=replace(config.observability, dashboard_name=f"radstream-{stage}-eks-dashboard"),
+    )
+
+
 STAGES: dict[str, PlatformConfig] = {
     # dev: public API endpoint limited to the CIDRs given with -c public_api_cidrs=...
-    "dev": PlatformConfig(stage="dev"),
+    "dev": _stage("dev"),
     # prod: private API endpoint only, NAT per AZ, two replicas minimum for availability.
-    "prod": PlatformConfig(
-        stage="prod",
+    "prod": _stage(
+        "prod",
         network=NetworkConfig(nat_gateways=2),
         cluster=replace(
             ClusterConfig(),
@@ -675,6 +792,23 @@ STAGES: dict[str, PlatformConfig] = {
         autoscaling=AutoscalingConfig(min_replicas=2, max_replicas=5),
     ),
 }
+
+
+def check_stages_can_share_accounts(configs: Iterable[PlatformConfig]) -> None:
+    """Refuses two stages that land in one account and region and share a physical name.
+
+    A stage without an account deploys into the deploying (pipeline's) account.
+    """
+    seen: dict[tuple[str, str, str], str] = {}
+    for config in configs:
+        where = (config.account or "<deploying account>", config.region)
+        for kind, name in config.physical_names.items():
+            other = seen.setdefault((*where, name), config.stage)
+            _require(
+                other == config.stage,
+                f"stages {other!r} and {config.stage!r} both deploy into account {where[0]} in {where[1]} with the "
+                f"{kind} name {name!r}: give each stage its own account or its own names",
+            )
 
 
 def load_config(stage: str, overrides: Mapping[str, str] | None = None) -> PlatformConfig:

@@ -115,7 +115,7 @@ class Hooks(Construct):
             "health_check",
             timeout=hooks.health_gate_timeout_seconds,
             memory=512,
-            reserved_concurrency=2,
+            reserved_concurrency=hooks.health_gate_reserved_concurrency,
             environment={
                 **cluster_env,
                 "ROLLOUT_TIMEOUT_SECONDS": str(hooks.rollout_timeout_seconds),
@@ -137,7 +137,7 @@ class Hooks(Construct):
             "scale_events",
             timeout=hooks.scale_events_timeout_seconds,
             memory=256,
-            reserved_concurrency=1,
+            reserved_concurrency=hooks.scale_events_reserved_concurrency,
             environment={**cluster_env, "STATE_PARAMETER_NAME": self.scale_events_state.parameter_name},
             async_invocations=True,
         )

@@ -7,12 +7,21 @@ internal NLB (IP targets) for the `LoadBalancer` Service built in
 ``k8s_workload.internal_nlb_service``, fronted by a security group that admits only
 the hook Lambdas' security group.
 
-The controller's policy is written for what RadStream uses (NLB, IP targets,
-security groups); mutating calls are limited to resources the controller tagged
-for this cluster (``elbv2.k8s.aws/cluster``).
+The controller's permissions are the project's official policy for the pinned
+controller (``docs/install/iam_policy.json`` of the release tag), kept unchanged in
+``cdk_app/data/`` and loaded here: a hand-trimmed policy missed the calls ELB makes
+on the controller's behalf (``elasticloadbalancing:AddTags`` on create, checked
+under ``elasticloadbalancing:CreateAction``; listener tags; ingress rules on the
+pods' security group), so no NLB was ever created (controller issues #2692, #3399,
+#3428). ``tests/infrastructure/test_load_balancer_policy.py`` compares the
+synthesized policy with the file and evaluates the calls RadStream's NLB needs.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -22,58 +31,31 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from cdk_app.cluster import pod_identity_role
-from cdk_app.config import PlatformConfig
+from cdk_app.config import ConfigError, PlatformConfig
 
 SERVICE_ACCOUNT = "aws-load-balancer-controller"
 CLUSTER_TAG = "elbv2.k8s.aws/cluster"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+# Chart version -> (controller tag, commit of the tag, git blob hash of docs/install/iam_policy.json there).
+POLICY_SOURCES: dict[str, tuple[str, str, str]] = {
+    "3.5.0": ("v3.5.0", "11eb202c97e4ae2ee45e0658c4cde9a4b59f33d4", "761d0e733c41089c91ea009dd29faf71918085e5"),
+}
+POLICY_REPOSITORY = "https://github.com/kubernetes-sigs/aws-load-balancer-controller"
 
-READ_ACTIONS = [
-    "ec2:DescribeAccountAttributes",
-    "ec2:DescribeAddresses",
-    "ec2:DescribeAvailabilityZones",
-    "ec2:DescribeInternetGateways",
-    "ec2:DescribeVpcs",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeSecurityGroups",
-    "ec2:DescribeInstances",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeTags",
-    "ec2:GetSecurityGroupsForVpc",
-    "elasticloadbalancing:DescribeLoadBalancers",
-    "elasticloadbalancing:DescribeLoadBalancerAttributes",
-    "elasticloadbalancing:DescribeListeners",
-    "elasticloadbalancing:DescribeListenerAttributes",
-    "elasticloadbalancing:DescribeTargetGroups",
-    "elasticloadbalancing:DescribeTargetGroupAttributes",
-    "elasticloadbalancing:DescribeTargetHealth",
-    "elasticloadbalancing:DescribeTags",
-    "elasticloadbalancing:DescribeCapacityReservation",
-]
-CREATE_ACTIONS = [
-    "elasticloadbalancing:CreateLoadBalancer",
-    "elasticloadbalancing:CreateTargetGroup",
-    "ec2:CreateSecurityGroup",
-]
-OWNED_RESOURCE_ACTIONS = [
-    "elasticloadbalancing:CreateListener",
-    "elasticloadbalancing:DeleteListener",
-    "elasticloadbalancing:ModifyListener",
-    "elasticloadbalancing:ModifyLoadBalancerAttributes",
-    "elasticloadbalancing:SetSecurityGroups",
-    "elasticloadbalancing:SetSubnets",
-    "elasticloadbalancing:SetIpAddressType",
-    "elasticloadbalancing:DeleteLoadBalancer",
-    "elasticloadbalancing:ModifyTargetGroup",
-    "elasticloadbalancing:ModifyTargetGroupAttributes",
-    "elasticloadbalancing:DeleteTargetGroup",
-    "elasticloadbalancing:RegisterTargets",
-    "elasticloadbalancing:DeregisterTargets",
-    "elasticloadbalancing:AddTags",
-    "elasticloadbalancing:RemoveTags",
-    "ec2:AuthorizeSecurityGroupIngress",
-    "ec2:RevokeSecurityGroupIngress",
-    "ec2:DeleteSecurityGroup",
-]
+
+def policy_path(chart_version: str) -> Path:
+    """The vendored official policy of the controller that chart ``chart_version`` installs."""
+    if chart_version not in POLICY_SOURCES:
+        raise ConfigError(
+            f"cluster.addons.load_balancer_controller_chart={chart_version!r} has no vendored IAM policy: add "
+            f"docs/install/iam_policy.json of that release to cdk_app/data/ and POLICY_SOURCES"
+        )
+    return DATA_DIR / f"aws-load-balancer-controller-iam-policy-v{chart_version}.json"
+
+
+def official_policy(chart_version: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(policy_path(chart_version).read_text())
+    return document
 
 
 class LoadBalancerController(Construct):
@@ -82,41 +64,19 @@ class LoadBalancerController(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         cluster_name = config.cluster.name
-        owned = {"StringEquals": {f"aws:ResourceTag/{CLUSTER_TAG}": cluster_name}}
+        chart_version = config.cluster.addons.load_balancer_controller_chart
         self.role = pod_identity_role(self, "Role", "AWS Load Balancer Controller (Pod Identity)")
+        document = official_policy(chart_version)
         self.policy = iam.ManagedPolicy(
             self,
             "Policy",
             roles=[self.role],
-            statements=[
-                iam.PolicyStatement(sid="Discover", actions=READ_ACTIONS, resources=["*"]),
-                iam.PolicyStatement(
-                    sid="CreateTaggedForThisCluster",
-                    actions=CREATE_ACTIONS,
-                    resources=["*"],
-                    conditions={"StringEquals": {f"aws:RequestTag/{CLUSTER_TAG}": cluster_name}},
-                ),
-                iam.PolicyStatement(
-                    sid="TagOnCreate",
-                    actions=["ec2:CreateTags", "elasticloadbalancing:AddTags"],
-                    resources=["*"],
-                    conditions={
-                        "StringEquals": {f"aws:RequestTag/{CLUSTER_TAG}": cluster_name},
-                        "StringLike": {
-                            "ec2:CreateAction": ["CreateSecurityGroup"],
-                        },
-                    },
-                ),
-                iam.PolicyStatement(
-                    sid="ManageOwnedOnly", actions=OWNED_RESOURCE_ACTIONS, resources=["*"], conditions=owned
-                ),
-                iam.PolicyStatement(
-                    sid="ServiceLinkedRole",
-                    actions=["iam:CreateServiceLinkedRole"],
-                    resources=["*"],
-                    conditions={"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}},
-                ),
-            ],
+            description=f"AWS Load Balancer Controller {POLICY_SOURCES[chart_version][0]}: official iam_policy.json",
+            # Statement for statement as published (minimize=False overrides the app's minimizePolicies
+            # flag), so the deployed policy is comparable with the file.
+            document=iam.PolicyDocument(
+                minimize=False, statements=[iam.PolicyStatement.from_json(s) for s in document["Statement"]]
+            ),
         )
         association = eks.CfnPodIdentityAssociation(
             self,

@@ -358,6 +358,16 @@ def collector_addon_configuration(config: PlatformConfig) -> dict[str, Any]:
     The agent runs as a DaemonSet; the target allocator shards the scrape targets
     across its pods, so each Triton pod is scraped by exactly one agent (without
     it every agent would scrape every pod and counters would be counted once per node).
+
+    Not verified against the add-on: ``agent.prometheus`` and ``targetAllocator`` are values of
+    the amazon-cloudwatch-observability Helm chart (aws-observability/helm-charts,
+    ``charts/amazon-cloudwatch-observability/values.yaml``), applied to the default agent and so
+    merged into every agent the chart renders. AWS documents them for neither the chart nor the
+    v6.7.0 add-on ("Configuring the add-on and the Helm chart", CloudWatch user guide); the
+    add-on's documented Prometheus path (ServiceMonitor/PodMonitor scraping) starts at v8.0.0, and
+    the documented alternative is the standalone CloudWatch agent with Prometheus monitoring
+    ("Set up and configure Prometheus metrics collection on Amazon EKS"). docs/deploy.md says how
+    to check the pinned add-on's schema (``aws eks describe-addon-configuration``).
     """
     return {
         "agent": {

@@ -54,6 +54,15 @@ class Network(Construct):
                 ec2.SubnetConfiguration(name="nodes", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20),
             ],
         )
+        # Subnets by AZ ID, not by Fn::GetAZs order: AZ names map to different AZs in each
+        # account, and the first two can be one EKS rejects or one without GPU capacity.
+        # AWS::EC2::Subnet takes AvailabilityZoneId instead of AvailabilityZone.
+        for subnets in (self.vpc.public_subnets, self.vpc.private_subnets):
+            for subnet, az_id in zip(subnets, config.availability_zone_ids, strict=True):
+                resource = subnet.node.default_child
+                assert isinstance(resource, ec2.CfnSubnet)
+                resource.add_property_deletion_override("AvailabilityZone")
+                resource.availability_zone_id = az_id
         # Load balancer discovery tags (AWS Load Balancer Controller, EKS).
         for subnet in self.vpc.public_subnets:
             cdk.Tags.of(subnet).add("kubernetes.io/role/elb", "1")

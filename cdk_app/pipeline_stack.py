@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codestarnotifications as notifications
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -21,7 +22,7 @@ from constructs import Construct
 
 from cdk_app.buckets import access_logs_bucket
 from cdk_app.compliance import apply_checkov_skips
-from cdk_app.config import PipelineConfig, PlatformConfig, load_config
+from cdk_app.config import PipelineConfig, PlatformConfig
 from cdk_app.network import LOG_RETENTION
 from cdk_app.platform_stack import RadStreamPlatformStack
 
@@ -126,9 +127,18 @@ class RadStreamPipelineStack(cdk.Stack):
                 ci_test_command(),
                 "RADSTREAM_SKIP_BUNDLING=0 .tools/node_modules/.bin/cdk synth -c pipeline=true"
                 f" -c connection_arn={settings.connection_arn} -c repository={settings.repository}"
-                f" -c branch={settings.branch}",
+                f" -c branch={settings.branch}"
+                # The stages' accounts, so the pipeline's own synth keeps deploying where it was told.
+                + (
+                    " -c stage_accounts=" + ",".join(f"{stage}={account}" for stage, account in settings.stage_accounts)
+                    if settings.stage_accounts
+                    else ""
+                ),
             ],
             primary_output_directory="cdk.out",
+            build_environment=codebuild.BuildEnvironment(
+                compute_type=codebuild.ComputeType[settings.synth_compute_type]
+            ),
         )
         self.pipeline = pipelines.CodePipeline(
             self,
@@ -138,6 +148,11 @@ class RadStreamPipelineStack(cdk.Stack):
             artifact_bucket=artifacts,
             self_mutation=True,
             docker_enabled_for_synth=True,
+            asset_publishing_code_build_defaults=pipelines.CodeBuildOptions(
+                build_environment=codebuild.BuildEnvironment(
+                    compute_type=codebuild.ComputeType[settings.asset_publishing_compute_type]
+                )
+            ),
             code_build_defaults=pipelines.CodeBuildOptions(
                 logging=cdk.aws_codebuild.LoggingOptions(
                     cloud_watch=cdk.aws_codebuild.CloudWatchLoggingOptions(log_group=build_logs)
@@ -146,7 +161,7 @@ class RadStreamPipelineStack(cdk.Stack):
         )
         self.stages: dict[str, RadStreamStage] = {}
         for stage_name in settings.stages:
-            config = load_config(stage_name)
+            config = settings.stage_config(stage_name)
             stage = RadStreamStage(self, stage_name.capitalize(), config=config)
             self.stages[stage_name] = stage
             pre = (

@@ -33,7 +33,11 @@ class Registry(Construct):
             image_scan_on_push=True,
             image_tag_mutability=ecr.TagMutability.IMMUTABLE,
             encryption=ecr.RepositoryEncryption.KMS,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            # Kept when the stack is deleted or the repository replaced, but deleted (images
+            # included) when the create that made it rolls back (DeletionPolicy
+            # RetainExceptOnCreate): a failed first deploy leaves no repository of this fixed
+            # name behind to block the retry with AlreadyExists.
+            removal_policy=cdk.RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             lifecycle_rules=[
                 ecr.LifecycleRule(
                     description=f"Keep the last {config.keep_last_images} images",
@@ -42,6 +46,12 @@ class Registry(Construct):
                 )
             ],
         )
+        # The rollback's delete must not fail on the image the copy already pushed. The L2 allows
+        # emptyOnDelete only with DESTROY; on the L1 it only acts when CloudFormation deletes,
+        # which RetainExceptOnCreate limits to the rollback of the create.
+        repository_resource = self.repository.node.default_child
+        assert isinstance(repository_resource, ecr.CfnRepository)
+        repository_resource.empty_on_delete = True
         self.image_asset = ecr_assets.DockerImageAsset(
             self,
             "TritonImage",
@@ -104,5 +114,6 @@ class Registry(Construct):
             src=DockerImageName(self.image_asset.image_uri),
             dest=DockerImageName(self.image_uri),
             role=copy_role,
+            memory_limit=config.image_copy_memory_mb,
         )
         iam.PermissionsBoundary.of(copy_role).apply(boundary)

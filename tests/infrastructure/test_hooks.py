@@ -87,7 +87,7 @@ def test_hooks_see_only_the_workload_namespace_in_kubernetes(dev):
 def test_state_machine_logs_everything_traces_and_retries_triton(dev):
     (machine,) = dev.resources("AWS::StepFunctions::StateMachine").values()
     properties = machine["Properties"]
-    assert properties["StateMachineName"] == "RadStreamInference"
+    assert properties["StateMachineName"] == "RadStreamInference-dev"
     assert properties["LoggingConfiguration"]["Level"] == "ALL"
     assert properties["LoggingConfiguration"]["IncludeExecutionData"] is True
     assert properties["TracingConfiguration"] == {"Enabled": True}

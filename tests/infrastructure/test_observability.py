@@ -17,7 +17,7 @@ from cdk_app.observability import export_path, metrics_in_use, synthesize_templa
 from tests.infrastructure.conftest import VARIANTS, Synthesized, join_to_text
 
 PROMETHEUS = "ContainerInsights/Prometheus"
-PIPELINE = {"ClusterName": "radstream-cluster", "Namespace": "radstream", "model": "radstream_pipeline"}
+PIPELINE = {"ClusterName": "radstream-dev", "Namespace": "radstream", "model": "radstream_pipeline"}
 SCALE = {"service": "radstream-scale-events"}
 HEALTH = {"service": "radstream-health-check"}
 STEPS = ("study_preprocess", "cxr_classifier", "lesion_segmenter")
@@ -189,6 +189,10 @@ def test_every_alarm_watches_the_right_metric_and_warns(synthesized, variant, ke
     _, alarm = resource(synth, "AWS::CloudWatch::Alarm", AlarmName=f"{synth.config.stack_name}-{key}")
     props = alarm["Properties"]
     found, expression = alarm_metrics(props)
+    # EXPECTED names dev's cluster; each stage's metrics carry its own cluster name.
+    cluster = ("ClusterName", PIPELINE["ClusterName"])
+    stage_cluster = ("ClusterName", synth.config.cluster.name)
+    metrics = {(*m[:2], tuple(sorted(stage_cluster if d == cluster else d for d in m[2])), *m[3:]) for m in metrics}
     assert found == metrics
     if pattern is None:
         assert expression is None
@@ -316,7 +320,7 @@ def test_the_dashboard_shows_every_required_metric(dev, title):
 
 
 def test_dashboard_latency_quantiles_queue_per_step_and_targets(dev):
-    _, dashboard = resource(dev, "AWS::CloudWatch::Dashboard", DashboardName="radstream-eks-dashboard")
+    _, dashboard = resource(dev, "AWS::CloudWatch::Dashboard", DashboardName="radstream-dev-eks-dashboard")
     body = json.loads(join_to_text(dashboard["Properties"]["DashboardBody"]))
     widgets = {w["properties"].get("title", w["type"]): w for w in body["widgets"]}
     uses = widget_uses(dev)
@@ -348,7 +352,7 @@ def test_dashboard_latency_quantiles_queue_per_step_and_targets(dev):
 
 
 def test_the_committed_dashboard_json_is_the_synthesized_body(dev):
-    _, dashboard = resource(dev, "AWS::CloudWatch::Dashboard", DashboardName="radstream-eks-dashboard")
+    _, dashboard = resource(dev, "AWS::CloudWatch::Dashboard", DashboardName="radstream-dev-eks-dashboard")
     synthesized = json.loads(join_to_text(dashboard["Properties"]["DashboardBody"]))
     path = export_path(dev.config)
     assert path.exists(), "run: python -m cdk_app.observability --export"

@@ -131,3 +131,23 @@ def test_pipeline_app_passes_cdk_nag_and_cfn_lint(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _projects(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CodeBuild::Project"]
+
+
+def test_the_synth_step_and_the_image_build_get_the_configured_codebuild_sizes(pipeline_template):
+    settings = load_pipeline_config({"connection_arn": CONNECTION, "repository": "radstream/platform"})
+    projects = _projects(pipeline_template)
+    (synth,) = [p for p in projects if "cdk synth -c pipeline=true" in json.dumps(p["Source"]["BuildSpec"])]
+    assert settings.synth_compute_type == "LARGE"
+    assert synth["Environment"]["ComputeType"] == "BUILD_GENERAL1_LARGE"
+    docker = [
+        p
+        for p in projects
+        if "cdk-assets" in json.dumps(p["Source"]["BuildSpec"]) and p["Environment"].get("PrivilegedMode")
+    ]
+    assert docker, "no Docker asset publishing project"
+    assert {p["Environment"]["ComputeType"] for p in docker} == {"BUILD_GENERAL1_LARGE"}
+    assert settings.asset_publishing_compute_type == "LARGE"

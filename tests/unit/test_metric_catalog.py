@@ -201,8 +201,8 @@ def test_addon_configuration_enables_enhanced_gpu_insights_prometheus_and_the_ta
     assert kubernetes == {"enhanced_container_insights": True, "accelerated_compute_metrics": True}
     prometheus = agent["config"]["logs"]["metrics_collected"]["prometheus"]
     assert prometheus["prometheus_config_path"] == "/etc/prometheusconfig/prometheus.yaml"
-    assert prometheus["cluster_name"] == "radstream-cluster"
-    assert prometheus["log_group_name"] == "/aws/containerinsights/radstream-cluster/prometheus"
+    assert prometheus["cluster_name"] == "radstream-dev"
+    assert prometheus["log_group_name"] == "/aws/containerinsights/radstream-dev/prometheus"
     assert prometheus["emf_processor"]["metric_namespace"] == "ContainerInsights/Prometheus"
     assert agent["prometheus"] == {"config": catalog.scrape_config(CONFIG), "targetAllocator": {"enabled": True}}
     assert values["containerLogs"] == {"enabled": True}
