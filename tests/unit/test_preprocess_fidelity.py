@@ -130,10 +130,11 @@ def test_jpeg2000_is_decoded_at_a_reduced_resolution_level():
     dataset = pydicom.dcmread(pydicom_file("RG1_J2KR.dcm"))
     reduced = study_decoder._decode_jpeg2000_reduced(dataset, None)
     assert reduced is not None
-    assert reduced.factor == 2 and reduced.pixels.shape == (978, 921)
-    # The low-pass band at level 1 sits on the even samples of the full image.
+    # Two levels skipped (1955 / 4 = 489 >= 384): the ceiling of an odd size, as OpenJPEG decodes it.
+    assert reduced.factor == 4 and reduced.pixels.shape == (489, 461)
+    # The low-pass band sits on the samples of the full image whose indices are multiples of 4.
     full = dataset.pixel_array.astype(np.float64)
-    assert np.abs(reduced.pixels.astype(np.float64) - full[::2, ::2]).mean() < 0.01 * float(full.max())
+    assert np.abs(reduced.pixels.astype(np.float64) - full[::4, ::4]).mean() < 0.01 * float(full.max())
 
 
 def test_jpeg2000_header_gives_the_decomposition_levels():
@@ -142,7 +143,7 @@ def test_jpeg2000_header_gives_the_decomposition_levels():
     assert header is not None
     assert (header.width, header.height, header.components) == (1841, 1955, 1)
     assert (header.precision, header.signed, header.decomposition_levels) == (15, False, 5)
-    assert jpeg2000_reduce_levels(header) == 1  # 978 >= 640 > 489
+    assert jpeg2000_reduce_levels(header) == 2  # 489 >= 384 > 245
     assert jpeg2000_reduce_levels(header, min_side=100) == 4
     assert jpeg2000_reduce_levels(header, min_side=1) == 5  # never more than the codestream has
     assert read_jpeg2000_header(b"\x89PNG\r\n\x1a\n") is None
