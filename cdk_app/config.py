@@ -41,6 +41,20 @@ GPU_INSTANCE_GPUS: dict[str, int] = {
     "p4d.24xlarge": 8,
     "p5.48xlarge": 8,
 }
+# vCPUs per GPU instance type (EC2 instance type specifications), for the same types.
+GPU_INSTANCE_VCPUS: dict[str, int] = {
+    **{
+        f"{family}.{size}": vcpus
+        for family in ("g4dn", "g5", "g6", "g6e")
+        for size, vcpus in (("xlarge", 4), ("2xlarge", 8), ("4xlarge", 16), ("8xlarge", 32), ("16xlarge", 64))
+    },
+    **{f"{family}.12xlarge": 48 for family in ("g4dn", "g5", "g6", "g6e")},
+    **{f"{family}.24xlarge": 96 for family in ("g5", "g6", "g6e")},
+    **{f"{family}.48xlarge": 192 for family in ("g5", "g6", "g6e")},
+    "g4dn.metal": 96,
+    "p4d.24xlarge": 96,
+    "p5.48xlarge": 192,
+}
 LOG_RETENTION_DAYS = (30, 90, 180, 365, 731, 2192)
 GPU_FAMILIES = tuple(sorted({name.split(".")[0] for name in GPU_INSTANCE_GPUS}))
 
@@ -150,6 +164,11 @@ class ClusterConfig:
     @property
     def max_gpus(self) -> int:
         return self.gpu_nodes.max_size * self.gpus_per_gpu_node
+
+    @property
+    def vcpus_per_gpu_node(self) -> int:
+        """vCPUs of the smallest instance type of the GPU node group."""
+        return min(GPU_INSTANCE_VCPUS[t] for t in self.gpu_nodes.instance_types)
 
     @property
     def gpu_label_value(self) -> str:
@@ -427,6 +446,19 @@ class PlatformConfig:
     @property
     def triton(self) -> WorkloadConfig:
         return self.workload
+
+    @property
+    def preprocess_instances(self) -> int:
+        """``study_preprocess`` instances per pod: one per vCPU of the GPU node (4 on a g5.xlarge).
+
+        Preprocessing is single-threaded Python and NumPy per instance, and a pod has its
+        node (and its one GPU) to itself, so one instance per vCPU lets a pod decode on
+        every core while the ONNX models' instances wait on the GPU. With two instances a
+        4-vCPU node left half its cores idle and its GPU underfed (issue 15,
+        docs/performance.md). ``triton/model_repository/study_preprocess/config.pbtxt``
+        must carry the same count (tests/unit/test_model_repository.py checks it).
+        """
+        return self.cluster.vcpus_per_gpu_node
 
     def validate(self) -> PlatformConfig:
         _validate(self)
