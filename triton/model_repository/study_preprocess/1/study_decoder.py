@@ -11,10 +11,12 @@ Two paths produce the same inputs (the model parameter ``decode_path`` picks one
 - ``fast`` (served): reduce first, then do the rest on the reduced image. JPEG 2000
   is decoded at a reduced resolution level (the wavelet's low-pass band: most of the
   codestream is never entropy-decoded), baseline JPEG with the codec's DCT scaling,
-  everything else with an integer area reduction (``Image.reduce``), each to the
-  first size at least ``REDUCED_MIN_SIDE`` on the long side. Modality/VOI LUT,
-  MONOCHROME1 and the percentile window then run on that image, and each network's
-  input is one resize of it that keeps the reference's letterbox geometry exactly.
+  everything else with an integer area reduction (``Image.reduce``), to the
+  smallest size whose long side is still at least ``JPEG2000_MIN_SIDE`` (JPEG 2000)
+  or ``REDUCED_MIN_SIDE`` (the others); a multi-frame study decodes only its middle
+  frame. Modality/VOI LUT, MONOCHROME1 and the percentile window then run on that
+  image, and each network's input is one resize of it that keeps the reference's
+  letterbox geometry exactly.
 """
 
 from __future__ import annotations
