@@ -22,7 +22,7 @@ LOCAL_ARGS ?=
 PYTEST_ARGS ?=
 PY_SOURCES := app.py cdk_app lambdas triton/health_check.py triton/radstream_triton triton/model_repository/study_preprocess/1
 
-.PHONY: help install install-local local test lint pytest lambda-sizes models manifests synth preflight autoscale-report loadtest clean
+.PHONY: help install install-local local test lint pytest lambda-sizes models manifests synth preflight autoscale-report loadtest bench clean
 
 help:
 	@echo "make local    serve the pipeline on the real Triton server (CPU), Ctrl-C to stop"
@@ -35,6 +35,7 @@ help:
 	@echo "make preflight STAGE=dev ACCOUNT=<12 digits>  read-only checks of the account before a first deploy"
 	@echo "make autoscale-report  simulate the HPA: shipped vs the brief's baseline (docs/autoscaling.md)"
 	@echo "make loadtest the guide's burst and sustained profiles against the local server (docs/loadtest.md)"
+	@echo "make bench    preprocessing, reference vs fast path, in process and served (docs/performance.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -114,6 +115,12 @@ LOADTEST := cd triton && ../$(BIN)/python -m radstream_triton.loadtest --start-l
 loadtest: install-local
 	$(LOADTEST) --profile burst --time-scale 6 --output-dir ../build/loadtest/burst
 	$(LOADTEST) --profile sustained --time-scale 30 --output-dir ../build/loadtest/sustained
+
+BENCH_ARGS ?= --update-docs ../docs/performance.md
+# Reference vs fast preprocessing side by side in one process, then the served pipeline
+# on the local Triton with the decode_path parameter switched. Prints figures; not a test.
+bench: install-local
+	cd triton && ../$(BIN)/python -m radstream_triton.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -42,6 +42,20 @@ GPU_INSTANCE_GPUS: dict[str, int] = {
     "p4d.24xlarge": 8,
     "p5.48xlarge": 8,
 }
+# vCPUs per GPU instance type (EC2 instance type specifications), for the same types.
+GPU_INSTANCE_VCPUS: dict[str, int] = {
+    **{
+        f"{family}.{size}": vcpus
+        for family in ("g4dn", "g5", "g6", "g6e")
+        for size, vcpus in (("xlarge", 4), ("2xlarge", 8), ("4xlarge", 16), ("8xlarge", 32), ("16xlarge", 64))
+    },
+    **{f"{family}.12xlarge": 48 for family in ("g4dn", "g5", "g6", "g6e")},
+    **{f"{family}.24xlarge": 96 for family in ("g5", "g6", "g6e")},
+    **{f"{family}.48xlarge": 192 for family in ("g5", "g6", "g6e")},
+    "g4dn.metal": 96,
+    "p4d.24xlarge": 96,
+    "p5.48xlarge": 192,
+}
 LOG_RETENTION_DAYS = (30, 90, 180, 365, 731, 2192)
 GPU_FAMILIES = tuple(sorted({name.split(".")[0] for name in GPU_INSTANCE_GPUS}))
 
@@ -170,6 +184,11 @@ class ClusterConfig:
         return self.gpu_nodes.max_size * self.gpus_per_gpu_node
 
     @property
+    def vcpus_per_gpu_node(self) -> int:
+        """vCPUs of the smallest instance type of the GPU node group."""
+        return min(GPU_INSTANCE_VCPUS[t] for t in self.gpu_nodes.instance_types)
+
+    @property
     def gpu_label_value(self) -> str:
         return f"nvidia-{self.gpu_nodes.instance_types[0].split('.')[0]}"
 
@@ -281,8 +300,10 @@ class MonitoringConfig:
     # that chart's values.yaml.
     prometheus_chart: str = "29.27.0"
     prometheus_adapter_chart: str = "5.3.0"
-    scrape_interval_seconds: int = 10
-    rule_evaluation_interval_seconds: int = 10
+    # 5 s scrape and evaluation (issue 15): the metrics path is most of the scale-up lag.
+    # One Triton pod series set per scrape is cheap; the 1m window keeps 12 samples.
+    scrape_interval_seconds: int = 5
+    rule_evaluation_interval_seconds: int = 5
     rate_window: str = "1m"
     retention: str = "6h"
 
@@ -291,8 +312,12 @@ class MonitoringConfig:
 class CapacityTimingConfig:
     """Timings the autoscaling simulation replays (sources in docs/autoscaling.md)."""
 
-    # Triton refresh (2 s) + scrape (10 s) + rule evaluation (10 s) + adapter cache (~10 s).
-    metrics_pipeline_delay_seconds: int = 30
+    # Triton refresh (2 s) + scrape (5 s) + rule evaluation (5 s), each at its worst. The adapter
+    # adds no delay of its own: it queries Prometheus at the HPA's request (prometheus-adapter
+    # pkg/custom-provider/provider.go, buildQuery: Query at pmodel.Now()); only its list of
+    # series is cached (relisted periodically), which matters for new pods, not for the first
+    # scale-up. (The 30 s before issue 15 counted 10 s scrape, 10 s evaluation, ~10 s adapter.)
+    metrics_pipeline_delay_seconds: int = 12
     hpa_sync_seconds: int = 15
     # Scheduled -> Ready on a node that already has the image: load + warm-up.
     pod_startup_seconds: int = 20
@@ -514,6 +539,19 @@ class PlatformConfig:
     @property
     def triton(self) -> WorkloadConfig:
         return self.workload
+
+    @property
+    def preprocess_instances(self) -> int:
+        """``study_preprocess`` instances per pod: one per vCPU of the GPU node (4 on a g5.xlarge).
+
+        Preprocessing is single-threaded Python and NumPy per instance, and a pod has its
+        node (and its one GPU) to itself, so one instance per vCPU lets a pod decode on
+        every core while the ONNX models' instances wait on the GPU. With two instances a
+        4-vCPU node left half its cores idle and its GPU underfed (issue 15,
+        docs/performance.md). ``triton/model_repository/study_preprocess/config.pbtxt``
+        must carry the same count (tests/unit/test_model_repository.py checks it).
+        """
+        return self.cluster.vcpus_per_gpu_node
 
     def validate(self) -> PlatformConfig:
         _validate(self)

@@ -66,3 +66,9 @@ def dicom_bytes(dataset: pydicom.Dataset) -> bytes:
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def chest_xray_j2k_bytes() -> bytes:
+    """RG1_J2KR.dcm: the same radiograph, JPEG 2000 lossless (the usual archive form)."""
+    return pydicom_file("RG1_J2KR.dcm").read_bytes()

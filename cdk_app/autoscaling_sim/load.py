@@ -134,6 +134,8 @@ class PodServer:
     cpu_core_seconds: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
     finished: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))
     finished_wait_s: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
+    #: Per whole second: requests accepted but not started (Triton's pending-request gauge).
+    pending: dict[int, int] = field(default_factory=dict)
     last_finish: float = 0.0
 
     def __post_init__(self) -> None:
@@ -187,6 +189,17 @@ class PodServer:
         if count == 0:
             return 0.0
         return self.capacity.queue_floor_us + self.capacity.queue_signal_fraction * (wait / count) * 1e6
+
+    def record_pending(self, now: int) -> None:
+        """Sample the queue length at the end of second ``now`` (Triton refreshes its gauges)."""
+        self.pending[now] = self.queued(now + 1.0)
+
+    def pending_signal(self, end: float) -> float:
+        """The pod's ``triton_pending_requests`` as last sampled at or before ``end``."""
+        second = int(math.floor(end))
+        while second >= 0 and second not in self.pending:
+            second -= 1
+        return float(self.pending.get(second, 0))
 
     def cpu_millicores(self, end: float, window: float) -> float:
         """Average CPU usage over ``(end - window, end]`` in millicores, idle floor included."""

@@ -48,6 +48,8 @@ class SimulationParameters:
     custom_metrics_delay_s: float
     #: The recording rules' rate window (config.monitoring.rate_window).
     custom_metrics_window_s: float
+    #: The Pods metric read from the pending-request gauge (no rate window); others are the queue-time signal.
+    pending_metric_name: str | None = None
     #: metrics-server --metric-resolution (default 15 s): age and window of a CPU sample.
     resource_metrics_delay_s: float = 15.0
     resource_metrics_window_s: float = 15.0
@@ -133,8 +135,11 @@ def metrics_snapshot(
                     continue
                 if pod.gone_at is not None and pod.gone_at <= now:
                     continue
-                value = pod.server.queue_signal_us(end, parameters.custom_metrics_window_s)
-                queue_values.append(value)
+                if metric.name == parameters.pending_metric_name:
+                    value = pod.server.pending_signal(end)
+                else:
+                    value = pod.server.queue_signal_us(end, parameters.custom_metrics_window_s)
+                    queue_values.append(value)
                 samples[pod.name] = PodMetric(round(value * 1000), end, parameters.custom_metrics_window_s)
             pods_metrics[metric.name] = samples
         elif isinstance(metric, ResourceMetricSpec) and metric.name == "cpu":
@@ -195,6 +200,8 @@ def simulate(
             else:
                 completion.arrival = arrival
                 result.completions.append(completion)
+        for server in servers:
+            server.record_pending(now)
         if now % parameters.hpa_sync_s == 0:
             snapshot, queue, cpu = metrics_snapshot(cluster, spec, now, parameters)
             decision = controller.reconcile(now, cluster.replicas, cluster.hpa_pods(now), snapshot)

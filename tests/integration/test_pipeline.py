@@ -70,3 +70,27 @@ def test_pipeline_matches_the_onnx_networks_run_directly(http_client, chest_xray
     served = infer_pipeline(http_client, chest_xray_bytes)
     np.testing.assert_allclose(served["FINDINGS"], expected_findings, atol=1e-5)
     np.testing.assert_allclose(served["LESION_MASK"], expected_mask, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def networks():
+    import onnxruntime
+
+    from tests.conftest import MODEL_REPOSITORY
+
+    return {
+        name: onnxruntime.InferenceSession(str(MODEL_REPOSITORY / name / "1" / "model.onnx"))
+        for name in ("cxr_classifier", "lesion_segmenter")
+    }
+
+
+@pytest.mark.parametrize("image", ["chest_xray_bytes", "chest_xray_j2k_bytes", "ct_bytes", "png_bytes", "jpeg_bytes"])
+def test_served_findings_match_the_reference_path_within_0_01(http_client, networks, image, request):
+    """The server runs the fast path; its findings stay within 0.01 of the full-resolution reference."""
+    from study_decoder import REFERENCE, prepare_study
+
+    payload = request.getfixturevalue(image)
+    reference = prepare_study(payload, path=REFERENCE)
+    expected = networks["cxr_classifier"].run(None, {"IMAGE": reference.cxr_image[np.newaxis]})[0]
+    served = infer_pipeline(http_client, payload)["FINDINGS"]
+    assert np.abs(served - expected).max() <= 0.01

@@ -108,3 +108,46 @@ def test_cli_writes_the_png_json_and_table(tmp_path):
     assert {r["scenario"] for r in document["results"]} >= {"shipped", "baseline"}
     assert document["capacity"]["requests_per_second"] > 0
     assert "| node-burst |" in (tmp_path / "report.md").read_text()
+
+
+def test_node_burst_first_new_pod_within_45_s_and_no_flapping_on_sustained():
+    """Issue 15: the metrics path (5 s scrape and evaluation) gets the first new pod Ready in <= 45 s."""
+    from cdk_app.autoscaling_sim.load import SUSTAINED
+
+    config = load_config("dev")
+    capacity = PodCapacity.load()
+    scenario = shipped(config)
+    parameters = simulation_parameters(config)
+    assert parameters.custom_metrics_delay_s == 12
+    summary = summarise(simulate(scenario, node_burst(capacity), capacity, parameters))
+    assert summary.first_new_pod_ready_s is not None and summary.first_new_pod_ready_s <= 45
+    sustained = simulate(scenario, SUSTAINED, capacity, parameters)
+    assert len({sample.desired for sample in sustained.timeline}) == 1, "the desired replica count moved"
+
+
+def test_signal_trial_compares_the_old_and_shipped_metrics_paths():
+    from cdk_app.autoscaling_sim.signal_trial import trial_table
+
+    rows = trial_table(load_config("dev"), PodCapacity.load())[2:]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| queue time, 30 s path (before)",
+        "| queue time + pending gauge, 30 s path",
+        "| queue time, 12 s path (shipped)",
+        "| queue time + pending gauge, 12 s path",
+    ]
+    document = (REPO / "docs" / "autoscaling.md").read_text()
+    assert all(row in document for row in rows), "docs/autoscaling.md quotes an older signal_trial table"
+
+
+def test_pending_gauge_reads_the_queue_length_as_sampled():
+    from cdk_app.autoscaling_sim.load import PodServer
+
+    # One slot, 1 s per request: five requests at t=10 start at 10, 11, 12, 13 and 14.
+    capacity = dataclasses.replace(PodCapacity.load(), requests_per_second=1.0, service_time_s=1.0)
+    server = PodServer("a", capacity, ready_at=0.0)
+    for _ in range(5):
+        server.submit(10.0)
+    server.record_pending(10)  # sampled at the end of second 10: three still wait
+    assert server.pending_signal(10.5) == 3.0
+    assert server.pending_signal(12.0) == 3.0  # the last sample until the next one
+    assert server.pending_signal(5.0) == 0.0

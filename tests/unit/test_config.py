@@ -51,7 +51,7 @@ def test_shipped_stages_are_valid(stage):
         (_autoscaling(overprovisioning_priority=5), "overprovisioning_priority must be negative"),
         (
             _autoscaling(scale_down_stabilization_seconds=240),
-            "autoscaling.scale_down_stabilization_seconds=240 plus the metric lag (90 s: pipeline delay and rate "
+            "autoscaling.scale_down_stabilization_seconds=240 plus the metric lag (72 s: pipeline delay and rate "
             "window) reaches the brief's 5-minute",
         ),
         (_gpu_nodes(desired_size=9), "cluster.gpu_nodes.desired_size=9 is outside [2, 4]"),

@@ -46,3 +46,19 @@ def test_rebuilding_replaces_stale_content(tmp_path):
     (target / "stale_model").mkdir()
     build_cpu_repository(target)
     assert not (target / "stale_model").exists()
+
+
+def test_model_parameters_can_be_switched_in_the_generated_copy(tmp_path):
+    target = build_cpu_repository(tmp_path / "repo", parameters={"study_preprocess": {"decode_path": "reference"}})
+    generated = load_config(target / "study_preprocess" / "config.pbtxt")
+    original = load_config(MODEL_REPOSITORY / "study_preprocess" / "config.pbtxt")
+    assert original.parameters["decode_path"].string_value == "fast"
+    assert generated.parameters["decode_path"].string_value == "reference"
+    assert generated.parameters["max_side_pixels"] == original.parameters["max_side_pixels"]
+
+
+def test_parameters_for_an_unknown_model_are_refused(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="parameters for unknown models: no_such_model"):
+        build_cpu_repository(tmp_path / "repo", parameters={"no_such_model": {"x": "1"}})

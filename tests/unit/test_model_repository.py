@@ -111,3 +111,25 @@ def test_configs_round_trip_through_triton_schema():
         text = (MODEL_REPOSITORY / name / "config.pbtxt").read_text()
         parsed = text_format.Parse(text, mc.ModelConfig())
         assert text_format.Parse(text_format.MessageToString(parsed), mc.ModelConfig()) == parsed
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_preprocess_instances_match_the_gpu_node_vcpus_from_config(stage):
+    """The image's config.pbtxt carries the instance count cdk_app.config sizes from the node."""
+    from cdk_app.config import GPU_INSTANCE_VCPUS
+    from cdk_app.config import load_config as load_platform_config
+
+    platform = load_platform_config(stage)
+    (group,) = config("study_preprocess").instance_group
+    assert group.kind == mc.ModelInstanceGroup.KIND_CPU
+    assert (
+        group.count == platform.preprocess_instances == GPU_INSTANCE_VCPUS[platform.cluster.gpu_nodes.instance_types[0]]
+    )
+    assert platform.preprocess_instances == 4  # the shipped g5.xlarge
+
+
+def test_every_gpu_instance_type_has_its_vcpus():
+    from cdk_app.config import GPU_INSTANCE_GPUS, GPU_INSTANCE_VCPUS
+
+    assert set(GPU_INSTANCE_VCPUS) == set(GPU_INSTANCE_GPUS)
+    assert GPU_INSTANCE_VCPUS["g5.xlarge"] == 4 and GPU_INSTANCE_VCPUS["g4dn.12xlarge"] == 48

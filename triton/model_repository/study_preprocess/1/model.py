@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils  # provided by the Python backend
 
-from study_decoder import DecodeLimits, ImageRejected, prepare_study
+from study_decoder import DecodeLimits, ImageRejected, decode_path_from_parameters, prepare_study
 
 
 class TritonPythonModel:
@@ -16,6 +16,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         self.limits = DecodeLimits.from_parameters(parameters)
+        self.decode_path = decode_path_from_parameters(parameters)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return [self._execute_one(request) for request in requests]
@@ -26,7 +27,7 @@ class TritonPythonModel:
         for index, item in enumerate(items):
             payload = item if isinstance(item, bytes) else bytes(item)
             try:
-                study = prepare_study(payload, self.limits)
+                study = prepare_study(payload, self.limits, self.decode_path)
             except ImageRejected as error:
                 prefix = f"batch item {index}: " if len(items) > 1 else ""
                 return pb_utils.InferenceResponse(
