@@ -394,7 +394,7 @@ def test_prometheus_scrapes_triton_and_records_the_scaling_signal(dev):
     values = _chart_values(dev, "prometheus")
     assert values["version"] == dev.config.monitoring.prometheus_chart
     assert values["namespace"] == "monitoring"
-    assert values["server"]["global"]["scrape_interval"] == "10s"
+    assert values["server"]["global"]["scrape_interval"] == f"{dev.config.monitoring.scrape_interval_seconds}s" == "5s"
     (job,) = yaml.safe_load(values["extraScrapeConfigs"])
     assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": ["radstream"]}}]
     records = [r["record"] for g in values["serverFiles"]["recording_rules.yml"]["groups"] for r in g["rules"]]
