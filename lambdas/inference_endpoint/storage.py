@@ -51,7 +51,7 @@ def client_config(connect_timeout_s: float, read_timeout_s: float, max_attempts:
     return Config(
         connect_timeout=connect_timeout_s,
         read_timeout=read_timeout_s,
-        retries={"mode": "adaptive", "max_attempts": max_attempts},
+        retries={"mode": "adaptive", "total_max_attempts": max_attempts},
     )
 
 

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from cdk_app.config import TRITON_RETRY, CapacityTimingConfig, RetryConfig, load_config
+from cdk_app.config import TRITON_RETRY, CapacityTimingConfig, load_config
 from cdk_app.state_machine_definition import (
-    LAMBDA_CRASH_ERRORS,
     LAMBDA_SERVICE_ERRORS,
     LAMBDA_SERVICE_RETRY,
     NON_RETRYABLE_ERRORS,

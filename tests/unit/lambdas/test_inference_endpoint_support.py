@@ -181,6 +181,9 @@ class StubTriton:
         )
         self.images: list[bytes] = []
         self.lock = threading.Lock()
+        self.metadata_status = 200
+        # When set: the reply to an infer request is computed from the image (distinct studies, distinct outputs).
+        self.reply_for: Callable[[bytes], Reply] | None = None
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -200,6 +203,9 @@ class StubTriton:
             def do_GET(self) -> None:
                 with stub.lock:
                     stub.metadata_requests += 1
+                if stub.metadata_status != 200:
+                    self._send(stub.metadata_status, {"error": "metadata unavailable"})
+                    return
                 name = self.path.rstrip("/").rsplit("/", 1)[-1]
                 self._send(200, {"name": name, "versions": ["1"], "platform": "stub"})
 
@@ -209,7 +215,12 @@ class StubTriton:
                 _, items = _decode_bytes_input(body, header_length)
                 with stub.lock:
                     stub.images.extend(items)
-                    reply = stub.script.pop(0) if stub.script else stub.default
+                    if stub.script:
+                        reply = stub.script.pop(0)
+                    elif stub.reply_for is not None:
+                        reply = stub.reply_for(items[0])
+                    else:
+                        reply = stub.default
                 if reply.status != 200:
                     self._send(reply.status, {"error": reply.error})
                     return
@@ -328,12 +339,15 @@ class StateMachineSandbox:
         monkeypatch: pytest.MonkeyPatch,
         *,
         sleep: bool = False,
+        one_container: bool = True,
     ) -> None:
         """``sleep``: the retry waits really elapse (for tests where time matters, with short policies);
         otherwise they are recorded and skipped. Invocations run one at a time, as in one container."""
         self.runtime = runtime
         self.sleep = sleep
-        self.container = threading.Lock()
+        self.container: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if one_container else contextlib.nullcontext()
+        )
         self.waits: list[float] = []
         self.on_wait: Callable[[float], None] | None = None
         self.invocations: list[dict[str, Any]] = []
