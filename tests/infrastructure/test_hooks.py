@@ -48,7 +48,8 @@ def test_hooks_are_arm64_traced_in_the_vpc_with_explicit_timeouts(dev):
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "RadStream"
     endpoint = functions["HooksInferenceEndpoint"]["Environment"]["Variables"]
     assert endpoint["INFERENCE_DEADLINE_SECONDS"] == str(hooks.inference_deadline_seconds)
-    assert int(endpoint["INFERENCE_DEADLINE_SECONDS"]) + hooks.inference_margin_seconds < hooks.inference_timeout_seconds
+    deadline = int(endpoint["INFERENCE_DEADLINE_SECONDS"])
+    assert deadline + hooks.inference_margin_seconds < hooks.inference_timeout_seconds
     assert endpoint["STAGE"] == "dev"
     assert endpoint["TRITON_URL_CACHE_SECONDS"] == "60"
     (secret_id,) = [k for k in dev.resources("AWS::SecretsManager::Secret") if k.startswith("InferenceApiLogHashKey")]

@@ -26,8 +26,8 @@ from tests.unit.lambdas.test_inference_endpoint_support import (
     LambdaContext,
     StateMachineSandbox,
     TcpForwarder,
-    free_port,
     create_log_hash_key,
+    free_port,
     set_aws_test_environment,
     set_endpoint_environment,
 )
