@@ -147,6 +147,7 @@ class RefreshingPipeline:
 
 
 def _redacted(text: str, request: InferenceRequest | None, token: str) -> str:
+    """An error message safe to log: the object key and the study id, should a library quote them, replaced."""
     if request is None:
         return text
     return text.replace(request.key, "<key>").replace(request.study_id, f"<study {token}>")
