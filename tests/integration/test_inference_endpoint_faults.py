@@ -178,3 +178,49 @@ def test_a_burst_survives_triton_killed_and_restarted(
     assert retried > 0  # executions did meet the outage
     assert (results, len(failures), len(bad), len(clear)) == (STUDIES, 0, 0, 0)
     assert len(served) == STUDIES  # each study served once
+
+
+def test_the_ssm_address_changed_under_a_warm_function_on_the_real_triton(
+    monkeypatch: pytest.MonkeyPatch, own_triton: LocalTritonServer, chest_xray_bytes: bytes
+) -> None:
+    """The old NLB (a forwarder to the real server) goes away and SSM names the new one: the warm
+    function's next invocation fails over at once, inside its 60 s address cache."""
+    import boto3
+    from moto import mock_aws
+
+    from tests.unit.lambdas.test_inference_endpoint_support import (
+        REGION,
+        TcpForwarder,
+        create_log_hash_key,
+        free_port,
+    )
+
+    own_triton.wait_ready(timeout_s=120)
+    set_aws_test_environment(monkeypatch)
+    old_port = free_port()
+    old_nlb = TcpForwarder(old_port, own_triton.http_url)
+    set_endpoint_environment(monkeypatch, own_triton.http_url)
+    monkeypatch.delenv("TRITON_URL")
+    monkeypatch.setenv("TRITON_URL_PARAMETER", "/radstream/test/triton-url")
+    handler_module.reset_caches()
+    event = {"bucket": INPUT_BUCKET, "key": "studies/warm/image.png", "study_id": "warm-1"}
+    try:
+        with mock_aws():
+            ssm = boto3.client("ssm", region_name=REGION)
+            ssm.put_parameter(Name="/radstream/test/triton-url", Value=f"127.0.0.1:{old_port}", Type="String")
+            s3 = boto3.client("s3", region_name=REGION)
+            for bucket in (INPUT_BUCKET, RESULTS_BUCKET):
+                s3.create_bucket(Bucket=bucket)
+            s3.put_object(Bucket=INPUT_BUCKET, Key=event["key"], Body=study_png(chest_xray_bytes, 7))
+            create_log_hash_key()
+            first = handler_module.handler(dict(event), LambdaContext())
+            old_nlb.close()  # the old load balancer is gone: connection refused
+            ssm.put_parameter(
+                Name="/radstream/test/triton-url", Value=own_triton.http_url, Type="String", Overwrite=True
+            )
+            second = handler_module.handler(dict(event), LambdaContext())
+    finally:
+        old_nlb.close()
+        handler_module.reset_caches()
+    assert first["status"] == second["status"] == "SUCCEEDED"
+    assert first["findings"] == second["findings"]
