@@ -374,3 +374,25 @@ def test_the_study_id_is_not_a_trace_annotation(sandbox: StateMachineSandbox, mo
     monkeypatch.setattr(handler_module.tracer, "put_annotation", lambda key, value: annotations.append((key, value)))
     handler_module.handler(dict(STUDY), LambdaContext())
     assert all(STUDY_ID not in str(value) and KEY not in str(value) for _, value in annotations)
+
+
+def test_the_s3_client_has_short_timeouts_and_adaptive_retries(sandbox: StateMachineSandbox) -> None:
+    config = handler_module.s3_client().meta.config
+    assert (config.connect_timeout, config.read_timeout) == (1.0, 3.0)
+    assert config.retries == {"mode": "adaptive", "total_max_attempts": 3}
+
+
+def test_an_unexpected_exception_is_counted_under_one_bounded_error_type(
+    sandbox: StateMachineSandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.lambdas.test_inference_endpoint_support import emf_metrics
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise KeyError("Body")
+
+    monkeypatch.setattr(handler_module, "run_inference", broken)
+    with pytest.raises(KeyError):
+        handler_module.handler(dict(STUDY), LambdaContext())
+    (document,) = [d for d in emf_metrics(capsys.readouterr().out) if "InferenceFailed" in d]
+    assert document["ErrorType"] == "Unexpected"
+    assert "KeyError" not in document
