@@ -179,6 +179,15 @@ ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
         "Invoked synchronously by Step Functions only, which retries and records every failure in the results "
         "bucket; a DLQ only applies to asynchronous invocations",
     ),
+    *(
+        Acknowledgement(
+            "InferenceApi/LogHashKey/Resource",
+            rule,
+            "The key of the keyed hash of study ids in logs, not a credential: rotating it would break the "
+            "correlation of a study's log lines across the retention period; replaced by hand if exposed",
+        )
+        for rule in (f"{AWS}SMG4", f"{HIPAA}SecretsManagerRotationEnabled")
+    ),
     # --- The RadStreamInference state machine.
     *(
         Acknowledgement(

@@ -9,6 +9,7 @@ line naming the field.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -327,6 +328,61 @@ class CapacityTimingConfig:
     # Cold pull of the ~15 GB Triton image on a fresh node.
     image_pull_seconds: int = 120
 
+    @property
+    def new_node_capacity_seconds(self) -> int:
+        """From the load's onset to a pod serving on a node that did not exist: the HPA sees the signal
+        (pipeline delay + one sync), the Cluster Autoscaler reacts, the node boots, pulls the image and
+        the pod starts (docs/autoscaling.md: the simulated sensitivity row gets its first new pod
+        through a new node after 341 s, inside this sum)."""
+        return (
+            self.metrics_pipeline_delay_seconds
+            + self.hpa_sync_seconds
+            + self.cluster_autoscaler_reaction_seconds
+            + self.gpu_node_boot_seconds
+            + self.image_pull_seconds
+            + self.pod_startup_seconds
+        )
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """One Step Functions retrier (``IntervalSeconds``, ``BackoffRate``, ``MaxDelaySeconds``,
+    ``MaxAttempts``, ``JitterStrategy``). The waits are interval x rate^n, capped at max_delay,
+    and with full jitter each is drawn uniformly from [0, that] (the Amazon States Language's
+    ``JitterStrategy: FULL``)."""
+
+    interval_seconds: int
+    backoff_rate: float
+    max_delay_seconds: int
+    max_attempts: int
+    full_jitter: bool = True
+
+    def nominal_waits(self) -> list[float]:
+        return [
+            min(self.interval_seconds * self.backoff_rate**n, float(self.max_delay_seconds))
+            for n in range(self.max_attempts)
+        ]
+
+    def jittered_total_lower_bound(self) -> float:
+        """The total wait, full jitter included, that the retries reach with high probability: the
+        mean (half the nominal sum) less three standard deviations (each wait uniform on [0, w]:
+        variance w^2/12). Without jitter, the nominal sum."""
+        waits = self.nominal_waits()
+        if not self.full_jitter:
+            return sum(waits)
+        mean = sum(waits) / 2
+        deviation = math.sqrt(sum(w * w for w in waits) / 12)
+        return mean - 3 * deviation
+
+
+# TritonUnavailable: every execution of a burst waits through a scale-up onto a new GPU node
+# (capacity_timing.new_node_capacity_seconds, 350 s), desynchronised by full jitter.
+TRITON_RETRY = RetryConfig(interval_seconds=5, backoff_rate=2.0, max_delay_seconds=60, max_attempts=22)
+# StorageUnavailable (S3/KMS throttling, timeouts): the client already retried adaptively; a few more.
+STORAGE_RETRY = RetryConfig(interval_seconds=2, backoff_rate=2.0, max_delay_seconds=30, max_attempts=5)
+# Sandbox.Timedout / out of memory: a stuck or oversized invocation; twice more, then the Catch.
+LAMBDA_CRASH_RETRY = RetryConfig(interval_seconds=5, backoff_rate=2.0, max_delay_seconds=30, max_attempts=2)
+
 
 # What the hooks can be deployed as (cdk_app/hooks.py maps them to CDK's objects).
 LAMBDA_PYTHON_RUNTIMES = ("python3.12",)
@@ -348,8 +404,22 @@ class HooksConfig:
     rollout_timeout_seconds: int = 480
     canary_timeout_seconds: int = 50
     scale_events_timeout_seconds: int = 50
-    # Three Triton timeouts' worth: a hung call surfaces as TritonUnavailable (retried), not a Lambda timeout.
-    inference_timeout_seconds: int = 90
+    # One deadline per invocation: the S3 read, the one Triton call and the S3 write each have a budget
+    # (inference_deadline_seconds), and the Lambda timeout exceeds their sum by a margin, so a slow
+    # dependency surfaces as a typed, retried error and not as a Lambda timeout.
+    inference_timeout_seconds: int = 120
+    inference_margin_seconds: int = 10
+    # S3 client: short timeouts, adaptive retries (botocore); a read or a write is two S3 calls.
+    s3_connect_timeout_seconds: int = 1
+    s3_read_timeout_seconds: int = 3
+    s3_max_attempts: int = 3
+    # Powertools re-reads the Triton address from SSM after this long (and at once after TritonUnavailable).
+    triton_url_cache_seconds: int = 60
+    # Component model versions (one metadata call each) cached per container for this long.
+    model_versions_cache_seconds: int = 300
+    triton_retry: RetryConfig = TRITON_RETRY
+    storage_retry: RetryConfig = STORAGE_RETRY
+    lambda_crash_retry: RetryConfig = LAMBDA_CRASH_RETRY
     inference_memory_mb: int = 1024
     inference_reserved_concurrency: int = 20
     health_gate_reserved_concurrency: int = 2
@@ -374,6 +444,23 @@ class HooksConfig:
 
     def triton_url_parameter(self, stage: str) -> str:
         return f"/radstream/{stage}/triton-url"
+
+    def log_hash_key_secret(self, stage: str) -> str:
+        """The stage's key for the keyed hash of study ids in logs (Secrets Manager)."""
+        return f"radstream/{stage}/log-hash-key"
+
+    @property
+    def s3_phase_budget_seconds(self) -> int:
+        """The longest a read (HEAD + GET) or a write (mask + summary) may take: two calls, each up to
+        s3_max_attempts x (connect + read timeout) plus botocore's backoff (under 1 s x 2^attempt)."""
+        per_call = self.s3_max_attempts * (self.s3_connect_timeout_seconds + self.s3_read_timeout_seconds)
+        backoff = sum(1 << attempt for attempt in range(self.s3_max_attempts - 1))
+        return 2 * (per_call + backoff)
+
+    @property
+    def inference_deadline_seconds(self) -> int:
+        """The invocation's deadline: S3 read + Triton + S3 write."""
+        return 2 * self.s3_phase_budget_seconds + self.triton_timeout_seconds
 
 
 @dataclass(frozen=True)
@@ -707,11 +794,7 @@ def _validate(config: PlatformConfig) -> None:
         f"hooks.health_gate_timeout_seconds={hooks.health_gate_timeout_seconds} must leave a minute after "
         f"hooks.rollout_timeout_seconds={hooks.rollout_timeout_seconds} and stay within Lambda's 900 s",
     )
-    _require(
-        hooks.inference_timeout_seconds >= 2 * hooks.triton_timeout_seconds,
-        f"hooks.inference_timeout_seconds={hooks.inference_timeout_seconds} must be at least twice "
-        f"hooks.triton_timeout_seconds={hooks.triton_timeout_seconds}, so Triton's timeout fires first",
-    )
+    _validate_inference_budget(hooks, config.capacity_timing)
     _require(
         hooks.python_runtime in LAMBDA_PYTHON_RUNTIMES,
         f"hooks.python_runtime={hooks.python_runtime!r} must be one of {', '.join(LAMBDA_PYTHON_RUNTIMES)}",
@@ -734,6 +817,34 @@ def _validate(config: PlatformConfig) -> None:
         f"autoscaling.max_replicas x workload.gpus_per_pod = {needed} GPUs exceeds the GPU node group's maximum "
         f"of {cluster.max_gpus} (cluster.gpu_nodes.max_size={cluster.gpu_nodes.max_size} x "
         f"{cluster.gpus_per_gpu_node} per {cluster.gpu_nodes.instance_types[0]}): those pods would never schedule",
+    )
+
+
+def _validate_inference_budget(hooks: HooksConfig, timing: CapacityTimingConfig) -> None:
+    phase = hooks.s3_phase_budget_seconds
+    needed = hooks.inference_deadline_seconds + hooks.inference_margin_seconds
+    _require(
+        hooks.inference_timeout_seconds > needed,
+        f"hooks.inference_timeout_seconds={hooks.inference_timeout_seconds} must exceed S3 read ({phase} s) + "
+        f"Triton (hooks.triton_timeout_seconds={hooks.triton_timeout_seconds}) + S3 write ({phase} s) + "
+        f"hooks.inference_margin_seconds={hooks.inference_margin_seconds} = {needed} s, so the invocation's "
+        "own deadline fires before Lambda's",
+    )
+    _require(hooks.inference_timeout_seconds <= 900, "hooks.inference_timeout_seconds must stay within Lambda's 900 s")
+    for name in ("triton_retry", "storage_retry", "lambda_crash_retry"):
+        retry: RetryConfig = getattr(hooks, name)
+        _require(
+            retry.interval_seconds >= 1 and retry.max_delay_seconds >= 1 and retry.max_attempts >= 0,
+            f"hooks.{name}: interval_seconds and max_delay_seconds must be >= 1 s, max_attempts >= 0",
+        )
+        _require(retry.backoff_rate >= 1.0, f"hooks.{name}.backoff_rate={retry.backoff_rate} must be >= 1")
+    capacity = timing.new_node_capacity_seconds
+    reached = hooks.triton_retry.jittered_total_lower_bound()
+    _require(
+        reached >= capacity,
+        f"hooks.triton_retry waits {reached:.0f} s in total (full jitter, mean less 3 standard deviations), "
+        f"under the {capacity} s a scale-up onto a new GPU node takes (capacity_timing.new_node_capacity_seconds): "
+        "executions would fail during a burst instead of waiting for capacity",
     )
 
 

@@ -10,6 +10,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -45,6 +46,20 @@ class InferenceApi(Construct):
         self.studies.grant_read(endpoint)
         self.results.grant_put(endpoint, f"{hooks.results_prefix}/*")
         endpoint.add_environment("RESULTS_BUCKET", self.results.bucket_name)
+        # The stage's key for the keyed hash (HMAC-SHA256) of study ids in the endpoint's logs.
+        self.log_hash_key = secretsmanager.Secret(
+            self,
+            "LogHashKey",
+            secret_name=hooks.log_hash_key_secret(config.stage),
+            description="Key of the keyed hash of study ids in RadStream logs (rotating it breaks log correlation)",
+            encryption_key=self.key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True, include_space=False
+            ),
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        self.log_hash_key.grant_read(endpoint)
+        endpoint.add_environment("LOG_HASH_KEY_SECRET", self.log_hash_key.secret_arn)
 
         log_group = logs.LogGroup(
             self,
@@ -53,14 +68,21 @@ class InferenceApi(Construct):
             encryption_key=self.key,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        definition = build_definition(endpoint.function_arn, self.results.bucket_name)
+        definition = build_definition(
+            endpoint.function_arn,
+            self.results.bucket_name,
+            triton_retry=hooks.triton_retry,
+            storage_retry=hooks.storage_retry,
+            lambda_crash_retry=hooks.lambda_crash_retry,
+        )
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
             state_machine_name=hooks.state_machine_name,
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_string(cdk.Stack.of(self).to_json_string(definition)),
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            # No execution data: inputs and outputs name patients' studies (ids, keys, findings).
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             tracing_enabled=True,
         )
         endpoint.grant_invoke(self.state_machine)

@@ -1,9 +1,12 @@
 """The Amazon States Language document of the RadStreamInference state machine (pure: no CDK).
 
-    InvokeInference (Lambda, the inference endpoint)
+    InvokeInference (Lambda, the inference endpoint; payload {"study": the input, "execution": its name})
       ok ------------------------------------------------------------> InferenceSucceeded (Succeed)
-      TritonUnavailable: retried 4 times, 2 s x 2 backoff (2, 4, 8, 16 s)
+      TritonUnavailable: hooks.triton_retry (full jitter, capped; long enough for a new GPU node)
+      StorageUnavailable (S3/KMS transient): hooks.storage_retry
+      Sandbox.Timedout, out of memory (Lambda.Unknown): hooks.lambda_crash_retry
       Lambda service errors: retried 6 times, 2 s x 2 backoff
+      permanent errors (InputInvalid, ImageTooLarge, ImageRejected, ...): never retried
       any error, once retries are spent (Catch States.ALL, error kept at $.error):
         -> NameFailureRecord (Choice: is $.study_id a string?)
              -> FailureRecordForStudy | FailureRecordWithoutStudy (Pass: key, execution, time at $.failure)
@@ -21,8 +24,9 @@ The CDK stack renders it with ``sfn.DefinitionBody.from_string(json.dumps(build_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from cdk_app.config import LAMBDA_CRASH_RETRY, STORAGE_RETRY, TRITON_RETRY, RetryConfig
 
 STATE_MACHINE_NAME = "RadStreamInference"
 FAILURES_PREFIX = "failures"  # failure records: {FAILURES_PREFIX}/{study_id}/{execution name}.json
@@ -37,7 +41,12 @@ FAILED_STATE = "InferenceFailed"
 
 # The Lambda's error names (exception class names in lambdas/inference_endpoint/errors.py).
 TRITON_UNAVAILABLE = "TritonUnavailable"
+STORAGE_UNAVAILABLE = "StorageUnavailable"
 NON_RETRYABLE_ERRORS = ("InputInvalid", "ImageTooLarge", "ImageRejected", "PipelineOutputInvalid", "ConfigurationError")
+# The function timed out or ran out of memory: the runtime reports Sandbox.Timedout / Runtime.OutOfMemory,
+# and Step Functions names unhandled Lambda errors Lambda.Unknown
+# (docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html).
+LAMBDA_CRASH_ERRORS = ("Sandbox.Timedout", "Runtime.OutOfMemory", "Lambda.Unknown")
 
 # Transient errors of the Lambda service itself (AWS's recommended retry set for lambda:invoke).
 LAMBDA_SERVICE_ERRORS = (
@@ -49,28 +58,25 @@ LAMBDA_SERVICE_ERRORS = (
 )
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    interval_seconds: int
-    max_attempts: int  # retries after the first attempt
-    backoff_rate: float
-
-    def retrier(self, errors: tuple[str, ...]) -> dict[str, Any]:
-        return {
-            "ErrorEquals": list(errors),
-            "IntervalSeconds": self.interval_seconds,
-            "MaxAttempts": self.max_attempts,
-            "BackoffRate": self.backoff_rate,
-        }
-
-    def waits(self) -> list[float]:
-        """The waits before each retry, in seconds (no jitter)."""
-        return [self.interval_seconds * self.backoff_rate**n for n in range(self.max_attempts)]
+def retrier(policy: RetryConfig, errors: tuple[str, ...]) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "ErrorEquals": list(errors),
+        "IntervalSeconds": policy.interval_seconds,
+        "MaxAttempts": policy.max_attempts,
+        "BackoffRate": policy.backoff_rate,
+        "MaxDelaySeconds": policy.max_delay_seconds,
+    }
+    if policy.full_jitter:
+        document["JitterStrategy"] = "FULL"
+    return document
 
 
-TRITON_RETRY = RetryPolicy(interval_seconds=2, max_attempts=4, backoff_rate=2.0)
-LAMBDA_SERVICE_RETRY = RetryPolicy(interval_seconds=2, max_attempts=6, backoff_rate=2.0)
-RECORD_FAILURE_RETRY = RetryPolicy(interval_seconds=1, max_attempts=3, backoff_rate=2.0)
+LAMBDA_SERVICE_RETRY = RetryConfig(
+    interval_seconds=2, backoff_rate=2.0, max_delay_seconds=64, max_attempts=6, full_jitter=False
+)
+RECORD_FAILURE_RETRY = RetryConfig(
+    interval_seconds=1, backoff_rate=2.0, max_delay_seconds=4, max_attempts=3, full_jitter=False
+)
 
 
 def build_definition(
@@ -78,12 +84,16 @@ def build_definition(
     failure_bucket: str,
     *,
     failure_prefix: str = FAILURES_PREFIX,
-    triton_retry: RetryPolicy = TRITON_RETRY,
-    lambda_service_retry: RetryPolicy = LAMBDA_SERVICE_RETRY,
-    record_failure_retry: RetryPolicy = RECORD_FAILURE_RETRY,
+    triton_retry: RetryConfig = TRITON_RETRY,
+    storage_retry: RetryConfig = STORAGE_RETRY,
+    lambda_crash_retry: RetryConfig = LAMBDA_CRASH_RETRY,
+    lambda_service_retry: RetryConfig = LAMBDA_SERVICE_RETRY,
+    record_failure_retry: RetryConfig = RECORD_FAILURE_RETRY,
 ) -> dict[str, Any]:
-    """The ASL document. Input: ``{"bucket", "key", "study_id"}``; output on success: the Lambda's
-    summary (its ``Payload``); on failure the execution fails with the Lambda's error and cause."""
+    """The ASL document. Input: ``{"bucket", "key", "study_id"}``; the Lambda gets it with the execution's
+    name (results are addressed per execution); output on success: the Lambda's summary (its
+    ``Payload``); on failure the execution fails with the Lambda's error and cause. The retry policies
+    come from ``config.hooks`` (tests pass short ones)."""
     prefix = failure_prefix.strip("/")
     if not prefix or "'" in prefix or "{" in prefix or "}" in prefix:
         raise ValueError(f"failure_prefix must be a plain S3 prefix, got {failure_prefix!r}")
@@ -111,11 +121,16 @@ def build_definition(
                 "Type": "Task",
                 "Comment": "Run radstream_pipeline on the study; the Lambda's error names drive Retry and Catch.",
                 "Resource": "arn:aws:states:::lambda:invoke",
-                "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
+                "Parameters": {
+                    "FunctionName": function_arn,
+                    "Payload": {"study.$": "$", "execution.$": "$$.Execution.Name"},
+                },
                 "OutputPath": "$.Payload",
                 "Retry": [
-                    triton_retry.retrier((TRITON_UNAVAILABLE,)),
-                    lambda_service_retry.retrier(LAMBDA_SERVICE_ERRORS),
+                    retrier(triton_retry, (TRITON_UNAVAILABLE,)),
+                    retrier(storage_retry, (STORAGE_UNAVAILABLE,)),
+                    retrier(lambda_crash_retry, LAMBDA_CRASH_ERRORS),
+                    retrier(lambda_service_retry, LAMBDA_SERVICE_ERRORS),
                 ],
                 "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": NAME_FAILURE_STATE}],
                 "Next": SUCCEEDED_STATE,
@@ -148,7 +163,7 @@ def build_definition(
                     "ContentType": "application/json",
                 },
                 "ResultPath": None,
-                "Retry": [record_failure_retry.retrier(("States.ALL",))],
+                "Retry": [retrier(record_failure_retry, ("States.ALL",))],
                 "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.record_error", "Next": FAILED_STATE}],
                 "Next": FAILED_STATE,
             },

@@ -9,11 +9,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdas.inference_endpoint.config import EndpointConfig
-from lambdas.inference_endpoint.errors import InputInvalid
+from lambdas.inference_endpoint.errors import InputInvalid, StorageUnavailable
 from lambdas.inference_endpoint.findings import build_findings, findings_probabilities, lesion_mask, summarize_mask
 from lambdas.inference_endpoint.request import InferenceRequest
-from lambdas.inference_endpoint.storage import read_image, result_location, sniff_format, write_results
+from lambdas.inference_endpoint.storage import (
+    read_image,
+    result_location,
+    run_name,
+    sniff_format,
+    write_mask,
+    write_summary,
+)
 from lambdas.inference_endpoint.triton_pipeline import Pipeline
+
+# Below this, a Triton call cannot finish (p99 ~1 s on a GPU): give the attempt back to Step Functions.
+MIN_TRITON_BUDGET_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -35,26 +45,43 @@ def run_inference(
     s3: Any,
     pipeline: Pipeline,
     labels: Sequence[str],
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Callable[[], float] = time.monotonic,
+    deadline_s: float | None = None,
 ) -> InferenceOutcome:
+    """One deadline for the whole invocation (``config.deadline_seconds``, or ``deadline_s`` when the
+    Lambda has less time left): the S3 read, then the Triton call with what is left less the time kept
+    for the write (never more than ``triton_timeout_seconds``), then the write."""
     if config.allowed_input_buckets and request.bucket not in config.allowed_input_buckets:
-        raise InputInvalid(f"bucket {request.bucket!r} is not an input bucket of this endpoint", ("bucket",))
+        raise InputInvalid("the input bucket is not an input bucket of this endpoint", ("bucket",))
     started = clock()
-    image = read_image(s3, request.bucket, request.key, config.max_image_bytes)
+    deadline = started + (config.deadline_seconds if deadline_s is None else min(deadline_s, config.deadline_seconds))
+    study = read_image(s3, request.bucket, request.key, config.max_image_bytes)
+    image = study.data
     read_done = clock()
-    outputs = pipeline.infer(image)
+    triton_budget = deadline - read_done - config.s3_phase_budget_seconds
+    if triton_budget < MIN_TRITON_BUDGET_SECONDS:
+        raise StorageUnavailable(
+            f"reading the study took {read_done - started:.1f} s, leaving {triton_budget:.1f} s for Triton"
+        )
+    outputs = pipeline.infer(image, timeout_s=triton_budget)
     inferred = clock()
     probabilities = findings_probabilities(outputs.findings, len(labels))
     mask = lesion_mask(outputs.lesion_mask)
     findings = build_findings(probabilities, labels, config.finding_threshold)
     mask_summary = summarize_mask(mask, config.mask_threshold)
-    location = result_location(config.results_bucket, config.results_prefix, request.study_id)
+    run = run_name(request.execution, study)
+    location = result_location(config.results_bucket, config.results_prefix, request.study_id, run)
+    mask_version = write_mask(s3, location, mask)
     summary: dict[str, Any] = {
         "study_id": request.study_id,
         "status": "SUCCEEDED",
+        "run": run,
+        "execution": request.execution,
         "image": {
             "bucket": request.bucket,
             "key": request.key,
+            "version_id": study.version_id,
+            "etag": study.etag,
             "bytes": len(image),
             "format": sniff_format(image),
         },
@@ -65,16 +92,21 @@ def run_inference(
         "positive_findings": [f.label for f in findings if f.above_threshold],
         "mask": mask_summary.to_dict(),
         "model_versions": dict(outputs.model_versions),
-        "result": location.to_dict(),
+        "result": {**location.to_dict(), "mask_version_id": mask_version},
     }
-    # The stored summary carries the latency known before the write; the returned one adds the write and total.
+    # The stored summary carries the latency known before it is written; the returned one adds the write,
+    # the total and the summary's own version.
     latency = {"read_image": _ms(read_done - started), "inference": _ms(inferred - read_done)}
     summary["latency_ms"] = dict(latency)
     before_write = clock()
-    write_results(s3, location, summary, mask)
+    summary_version = write_summary(s3, location, summary)
     latency["write_results"] = _ms(clock() - before_write)
     latency["total"] = _ms(clock() - started)
-    summary = {**summary, "latency_ms": latency}
+    summary = {
+        **summary,
+        "latency_ms": latency,
+        "result": {**summary["result"], "summary_version_id": summary_version},
+    }
     return InferenceOutcome(
         summary=summary,
         image_bytes=len(image),

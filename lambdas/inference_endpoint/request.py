@@ -1,4 +1,5 @@
-"""The event Step Functions sends: ``{"bucket": ..., "key": ..., "study_id": ...}``, checked with pydantic."""
+"""The event Step Functions sends: ``{"study": {"bucket": ..., "key": ..., "study_id": ...}, "execution": name}``
+(the state machine adds its execution's name), or the study alone when invoked directly; checked with pydantic."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ BucketName = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z0-9][a
 ObjectKey = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1024)]
 # study_id names S3 prefixes (results and failure records): no slashes, no leading dot.
 StudyId = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+# A Step Functions execution name as RadStream's callers give them (1-80 characters; an S3 path segment).
+ExecutionName = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}$")]
 
 
 class InferenceRequest(BaseModel):
@@ -23,10 +26,13 @@ class InferenceRequest(BaseModel):
     bucket: BucketName
     key: ObjectKey
     study_id: StudyId
+    execution: ExecutionName | None = None
 
 
 def parse_request(event: Any) -> InferenceRequest:
     """The validated request, or InputInvalid naming every bad field."""
+    if isinstance(event, dict) and isinstance(event.get("study"), dict):
+        event = {**event["study"], "execution": event.get("execution")}
     try:
         return InferenceRequest.model_validate(event)
     except ValidationError as error:

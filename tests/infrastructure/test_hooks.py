@@ -46,6 +46,14 @@ def test_hooks_are_arm64_traced_in_the_vpc_with_explicit_timeouts(dev):
             "Ref": next(k for k in dev.resources("AWS::SSM::Parameter") if k.startswith("TritonEndpointUrl"))
         }
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "RadStream"
+    endpoint = functions["HooksInferenceEndpoint"]["Environment"]["Variables"]
+    assert endpoint["INFERENCE_DEADLINE_SECONDS"] == str(hooks.inference_deadline_seconds)
+    deadline = int(endpoint["INFERENCE_DEADLINE_SECONDS"])
+    assert deadline + hooks.inference_margin_seconds < hooks.inference_timeout_seconds
+    assert endpoint["STAGE"] == "dev"
+    assert endpoint["TRITON_URL_CACHE_SECONDS"] == "60"
+    (secret_id,) = [k for k in dev.resources("AWS::SecretsManager::Secret") if k.startswith("InferenceApiLogHashKey")]
+    assert endpoint["LOG_HASH_KEY_SECRET"] == {"Ref": secret_id}
 
 
 def test_hook_logs_are_encrypted_and_retained(dev):
@@ -84,18 +92,27 @@ def test_hooks_see_only_the_workload_namespace_in_kubernetes(dev):
         assert policy["AccessScope"] == {"Type": "namespace", "Namespaces": ["radstream"]}
 
 
-def test_state_machine_logs_everything_traces_and_retries_triton(dev):
+def test_state_machine_logs_without_execution_data_traces_and_retries_triton(dev):
     (machine,) = dev.resources("AWS::StepFunctions::StateMachine").values()
     properties = machine["Properties"]
     assert properties["StateMachineName"] == "RadStreamInference-dev"
     assert properties["LoggingConfiguration"]["Level"] == "ALL"
-    assert properties["LoggingConfiguration"]["IncludeExecutionData"] is True
+    # Inputs and outputs name patients' studies: never in the logs.
+    assert properties["LoggingConfiguration"]["IncludeExecutionData"] is False
     assert properties["TracingConfiguration"] == {"Enabled": True}
     definition = json.loads(join_to_text(properties["DefinitionString"]))
     task = definition["States"][definition["StartAt"]]
     retried = {error for retry in task["Retry"] for error in retry["ErrorEquals"]}
     assert "TritonUnavailable" in retried and "Lambda.ServiceException" in retried
+    assert {"StorageUnavailable", "Sandbox.Timedout"} <= retried
     assert "ImageRejected" not in retried
+    (triton,) = [retry for retry in task["Retry"] if retry["ErrorEquals"] == ["TritonUnavailable"]]
+    shipped = dev.config.hooks.triton_retry
+    assert (triton["JitterStrategy"], triton["MaxDelaySeconds"], triton["MaxAttempts"]) == (
+        "FULL",
+        shipped.max_delay_seconds,
+        shipped.max_attempts,
+    )
     assert task["Catch"][0]["ErrorEquals"] == ["States.ALL"]
 
 

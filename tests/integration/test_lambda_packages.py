@@ -85,6 +85,7 @@ with mock_aws():
     s3.put_object(Bucket="radstream-studies", Key="incoming/study.png", Body=open(sys.argv[4], "rb").read())
     ssm = boto3.client("ssm")
     ssm.put_parameter(Name="/radstream/dev/triton-url", Value=os.environ["CLOSED_ADDRESS"], Type="String")
+    boto3.client("secretsmanager").create_secret(Name="radstream/dev/log-hash-key", SecretString="k" * 64)
     handler = getattr(importlib.import_module(module_name), attribute)
     event = {"bucket": "radstream-studies", "key": "incoming/study.png", "study_id": "1.2.826.0.1.3680043.8.498.1"}
     outcome(lambda: handler(event, Context()))
@@ -134,6 +135,8 @@ def hook_environment(hook: str, address: str) -> dict[str, str]:
         "RESULTS_BUCKET": "radstream-results",
         "TRITON_TIMEOUT_SECONDS": "2",
         "METRICS_NAMESPACE": "RadStream",
+        "LOG_HASH_KEY_SECRET": "radstream/dev/log-hash-key",
+        "STAGE": "dev",
     }
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from lambdas.common.env import ConfigurationError, clear_ssm_cache, ssm_parameter
+from lambdas.common.env import ConfigurationError
 from lambdas.inference_endpoint import handler as handler_module
 from lambdas.inference_endpoint.config import MAX_ENCODED_BYTES, EndpointConfig, load_config
 from lambdas.inference_endpoint.endpoint import run_inference
@@ -31,7 +31,7 @@ from lambdas.inference_endpoint.findings import build_findings, findings_probabi
 from lambdas.inference_endpoint.labels import LABELS_PATH, finding_labels
 from lambdas.inference_endpoint.request import parse_request
 from lambdas.inference_endpoint.storage import read_image, sniff_format
-from lambdas.inference_endpoint.triton_pipeline import HttpPipeline, PipelineOutputs
+from lambdas.inference_endpoint.triton_pipeline import ComponentVersions, HttpPipeline, PipelineOutputs
 from tests.conftest import MODEL_REPOSITORY
 from tests.unit.lambdas.test_inference_endpoint_support import (
     INPUT_BUCKET,
@@ -41,12 +41,15 @@ from tests.unit.lambdas.test_inference_endpoint_support import (
     LambdaContext,
     Reply,
     StubTriton,
+    create_log_hash_key,
+    emf_metrics,
     free_port,
     metric_values,
     set_aws_test_environment,
     set_endpoint_environment,
 )
 
+KEY = {"LOG_HASH_KEY_SECRET": "s"}
 GOOD_EVENT = {"bucket": INPUT_BUCKET, "key": "studies/rg1.dcm", "study_id": "1.2.840.113619-rg1"}
 FAKE_DICOM = bytes(128) + b"DICM" + b"\x00" * 64
 
@@ -58,6 +61,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=INPUT_BUCKET)
         s3.create_bucket(Bucket=RESULTS_BUCKET)
+        create_log_hash_key()
         yield s3
 
 
@@ -78,9 +82,11 @@ class FakePipeline:
         self.findings = findings if findings is not None else np.full((1, LABEL_COUNT), 0.2, np.float32)
         self.mask = mask if mask is not None else np.zeros((1, 1, 256, 256), np.float32)
         self.images: list[bytes] = []
+        self.timeouts: list[float | None] = []
 
-    def infer(self, image: bytes) -> PipelineOutputs:
+    def infer(self, image: bytes, timeout_s: float | None = None) -> PipelineOutputs:
         self.images.append(image)
+        self.timeouts.append(timeout_s)
         return PipelineOutputs(self.findings, self.mask, {"radstream_pipeline": "1"})
 
 
@@ -140,8 +146,10 @@ def no_ssm(name: str) -> str:
 
 
 def test_configuration_defaults() -> None:
-    loaded = load_config({"TRITON_URL": "triton.internal:8000", "RESULTS_BUCKET": RESULTS_BUCKET}, no_ssm)
-    assert loaded == EndpointConfig(triton_url="triton.internal:8000", results_bucket=RESULTS_BUCKET)
+    loaded = load_config({"TRITON_URL": "triton.internal:8000", "RESULTS_BUCKET": RESULTS_BUCKET, **KEY})
+    assert loaded == EndpointConfig(
+        triton_url="triton.internal:8000", results_bucket=RESULTS_BUCKET, log_hash_key_secret="s"
+    )
     assert loaded.max_image_bytes == MAX_ENCODED_BYTES == 33554432
     assert (loaded.finding_threshold, loaded.results_prefix) == (0.5, "results")
 
@@ -156,14 +164,14 @@ def test_configuration_reads_every_variable() -> None:
         {
             "TRITON_URL": "10.0.0.5:8000",
             "RESULTS_BUCKET": RESULTS_BUCKET,
+            **KEY,
             "RESULTS_PREFIX": "/inference/v1/",
             "MAX_IMAGE_BYTES": "1000",
             "FINDING_THRESHOLD": "0.3",
             "MASK_THRESHOLD": "0.7",
             "TRITON_TIMEOUT_SECONDS": "12.5",
             "ALLOWED_INPUT_BUCKETS": "a-bucket, b-bucket",
-        },
-        no_ssm,
+        }
     )
     assert loaded.results_prefix == "inference/v1"
     assert (loaded.max_image_bytes, loaded.finding_threshold, loaded.mask_threshold) == (1000, 0.3, 0.7)
@@ -185,35 +193,23 @@ def test_configuration_reads_every_variable() -> None:
         ({"TRITON_URL": "t:8000", "RESULTS_BUCKET": RESULTS_BUCKET, "TRITON_TIMEOUT_SECONDS": "0"}, "TRITON_TIMEOUT"),
         ({"TRITON_URL": "t:8000", "RESULTS_BUCKET": "Bad_Bucket"}, "RESULTS_BUCKET"),
         ({"TRITON_URL": "t:8000", "RESULTS_BUCKET": RESULTS_BUCKET, "RESULTS_PREFIX": "///"}, "RESULTS_PREFIX"),
+        ({"TRITON_URL": "t:8000", "RESULTS_BUCKET": RESULTS_BUCKET, "LOG_HASH_KEY_SECRET": ""}, "LOG_HASH_KEY"),
+        (
+            {"TRITON_URL": "t:8000", "RESULTS_BUCKET": RESULTS_BUCKET, "S3_PHASE_BUDGET_SECONDS": "95"},
+            "INFERENCE_DEADLINE_SECONDS",
+        ),
     ],
 )
 def test_configuration_errors_name_the_variable(environ: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigurationError, match=named):
-        load_config(environ, no_ssm)
-
-
-def test_triton_url_comes_from_ssm_when_absent_and_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_aws_test_environment(monkeypatch)
-    clear_ssm_cache()
-    environ = {"TRITON_URL_PARAMETER": "/radstream/triton-url", "RESULTS_BUCKET": RESULTS_BUCKET}
-    with mock_aws():
-        ssm = boto3.client("ssm", region_name=REGION)
-        ssm.put_parameter(Name="/radstream/triton-url", Value="triton.internal:8000", Type="String")
-        assert load_config(environ, ssm_parameter).triton_url == "triton.internal:8000"
-        ssm.put_parameter(Name="/radstream/triton-url", Value="other:9000", Type="String", Overwrite=True)
-        assert load_config(environ, ssm_parameter).triton_url == "triton.internal:8000"  # cached per container
-        clear_ssm_cache()
-        with pytest.raises(ConfigurationError, match="/radstream/missing does not exist"):
-            load_config({**environ, "TRITON_URL_PARAMETER": "/radstream/missing"}, ssm_parameter)
-        ssm.put_parameter(Name="/radstream/bad", Value="https://t:1", Type="String")
-        with pytest.raises(ConfigurationError, match="SSM parameter /radstream/bad"):
-            load_config({**environ, "TRITON_URL_PARAMETER": "/radstream/bad"}, ssm_parameter)
-    clear_ssm_cache()
+        load_config({**KEY, **environ})
 
 
 def test_triton_url_wins_over_the_ssm_parameter() -> None:
-    environ = {"TRITON_URL": "t:8000", "TRITON_URL_PARAMETER": "/p", "RESULTS_BUCKET": RESULTS_BUCKET}
-    assert load_config(environ, no_ssm).triton_url == "t:8000"
+    environ = {"TRITON_URL": "t:8000", "TRITON_URL_PARAMETER": "/p", "RESULTS_BUCKET": RESULTS_BUCKET, **KEY}
+    assert load_config(environ).triton_url == "t:8000"
+    parameter_only = {"TRITON_URL_PARAMETER": "/p", "RESULTS_BUCKET": RESULTS_BUCKET, **KEY}
+    assert (load_config(parameter_only).triton_url, load_config(parameter_only).triton_url_parameter) == (None, "/p")
 
 
 # --- findings and mask summary -----------------------------------------------------------------------
@@ -294,13 +290,14 @@ def test_an_object_over_the_cap_is_refused_before_any_download(aws: Any) -> None
         read_image(aws, INPUT_BUCKET, "big.dcm", max_bytes=1000)
     assert calls == ["HeadObject"]
     calls.clear()
-    assert read_image(aws, INPUT_BUCKET, "big.dcm", max_bytes=1001) == b"x" * 1001
+    assert read_image(aws, INPUT_BUCKET, "big.dcm", max_bytes=1001).data == b"x" * 1001
     assert calls == ["HeadObject", "GetObject"]
 
 
 def test_a_missing_object_or_bucket_is_input_invalid(aws: Any) -> None:
-    with pytest.raises(InputInvalid, match=f"s3://{INPUT_BUCKET}/nothing.dcm does not exist"):
+    with pytest.raises(InputInvalid, match="the study object does not exist") as caught:
         read_image(aws, INPUT_BUCKET, "nothing.dcm", max_bytes=10)
+    assert "nothing.dcm" not in str(caught.value)  # no object key in messages (they reach the logs)
     with pytest.raises(InputInvalid, match="does not exist"):
         read_image(aws, "no-such-bucket", "k", max_bytes=10)
 
@@ -315,7 +312,15 @@ def test_run_inference_writes_summary_and_mask_and_returns_a_small_summary(aws: 
     assert pipeline.images == [FAKE_DICOM]
     summary = outcome.summary
     assert summary["study_id"] == GOOD_EVENT["study_id"]
-    assert summary["image"] == {"bucket": INPUT_BUCKET, "key": GOOD_EVENT["key"], "bytes": 196, "format": "dicom"}
+    etag = aws.head_object(Bucket=INPUT_BUCKET, Key=GOOD_EVENT["key"])["ETag"]
+    assert summary["image"] == {
+        "bucket": INPUT_BUCKET,
+        "key": GOOD_EVENT["key"],
+        "version_id": None,  # this bucket is not versioned: the run is named after the ETag
+        "etag": etag,
+        "bytes": 196,
+        "format": "dicom",
+    }
     assert len(summary["findings"]) == LABEL_COUNT
     assert summary["positive_findings"] == [f["label"] for f in summary["findings"] if f["above_threshold"]]
     assert summary["mask"]["area_pixels"] == 2
@@ -324,8 +329,9 @@ def test_run_inference_writes_summary_and_mask_and_returns_a_small_summary(aws: 
     assert set(summary["latency_ms"]) == {"read_image", "inference", "write_results", "total"}
     assert len(json.dumps(summary)) < 8 * 1024  # far below Step Functions' 256 KB payload limit
 
-    prefix = f"results/{GOOD_EVENT['study_id']}/"
+    prefix = f"results/{GOOD_EVENT['study_id']}/etag-{etag.strip(chr(34))}/"
     assert summary["result"]["summary_key"] == prefix + "result.json"
+    assert pipeline.timeouts == [pytest.approx(90.0 - 30.0, abs=1.0)]  # the deadline less the write's budget
     stored = json.loads(aws.get_object(Bucket=RESULTS_BUCKET, Key=prefix + "result.json")["Body"].read())
     assert stored["findings"] == summary["findings"]
     assert stored["mask"] == summary["mask"]
@@ -359,7 +365,7 @@ def test_nothing_is_written_when_the_outputs_are_invalid(aws: Any) -> None:
 
 
 def test_pipeline_returns_outputs_and_model_versions(stub_triton: StubTriton) -> None:
-    outputs = HttpPipeline(stub_triton.url, timeout_s=5).infer(b"image-bytes")
+    outputs = HttpPipeline(stub_triton.url, timeout_s=5, versions=ComponentVersions(300)).infer(b"image-bytes")
     assert stub_triton.images == [b"image-bytes"]
     assert outputs.findings is not None and outputs.findings.shape == (1, LABEL_COUNT)
     assert outputs.lesion_mask is not None and outputs.lesion_mask.shape == (1, 1, 256, 256)
@@ -459,9 +465,13 @@ def test_handler_raises_typed_errors_and_counts_them(
         stub_triton.script.append(reply)
     with pytest.raises(error_type):
         handler_module.handler(dict(event), LambdaContext())
-    metrics = metric_values(capsys.readouterr().out)
+    stdout = capsys.readouterr().out
+    metrics = metric_values(stdout)
     assert metrics["InferenceFailed"] == 1
-    assert metrics[error_type.__name__] == 1
+    assert error_type.__name__ not in metrics  # no metric named after an exception class
+    (document,) = [d for d in emf_metrics(stdout) if "InferenceFailed" in d]
+    assert (document["ErrorType"], document["Stage"]) == (error_type.__name__, "test")
+    assert document["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Stage", "ErrorType"]]
 
 
 def test_handler_refuses_an_oversized_image_before_calling_triton(

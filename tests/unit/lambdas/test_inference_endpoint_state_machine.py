@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from cdk_app.config import TRITON_RETRY, CapacityTimingConfig, load_config
 from cdk_app.state_machine_definition import (
     LAMBDA_SERVICE_ERRORS,
     LAMBDA_SERVICE_RETRY,
     NON_RETRYABLE_ERRORS,
     RECORD_FAILURE_STATE,
-    TRITON_RETRY,
     build_definition,
 )
 from lambdas.inference_endpoint import errors
@@ -46,12 +46,48 @@ def test_invoke_task_retries_triton_unavailable_and_lambda_service_errors_then_c
     definition = build_definition(FUNCTION_ARN, RESULTS_BUCKET)
     invoke = definition["States"][definition["StartAt"]]
     assert invoke["Resource"] == "arn:aws:states:::lambda:invoke"
-    assert invoke["Parameters"] == {"FunctionName": FUNCTION_ARN, "Payload.$": "$"}
+    assert invoke["Parameters"] == {
+        "FunctionName": FUNCTION_ARN,
+        "Payload": {"study.$": "$", "execution.$": "$$.Execution.Name"},
+    }
     assert invoke["OutputPath"] == "$.Payload"
+    hooks = load_config("dev").hooks
+    jittered = {"JitterStrategy": "FULL"}
     assert invoke["Retry"] == [
-        {"ErrorEquals": ["TritonUnavailable"], "IntervalSeconds": 2, "MaxAttempts": 4, "BackoffRate": 2.0},
-        {"ErrorEquals": list(LAMBDA_SERVICE_ERRORS), "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2.0},
+        {
+            "ErrorEquals": ["TritonUnavailable"],
+            "IntervalSeconds": hooks.triton_retry.interval_seconds,
+            "MaxAttempts": hooks.triton_retry.max_attempts,
+            "BackoffRate": hooks.triton_retry.backoff_rate,
+            "MaxDelaySeconds": hooks.triton_retry.max_delay_seconds,
+            **jittered,
+        },
+        {
+            "ErrorEquals": ["StorageUnavailable"],
+            "IntervalSeconds": hooks.storage_retry.interval_seconds,
+            "MaxAttempts": hooks.storage_retry.max_attempts,
+            "BackoffRate": hooks.storage_retry.backoff_rate,
+            "MaxDelaySeconds": hooks.storage_retry.max_delay_seconds,
+            **jittered,
+        },
+        {
+            "ErrorEquals": ["Sandbox.Timedout", "Runtime.OutOfMemory", "Lambda.Unknown"],
+            "IntervalSeconds": hooks.lambda_crash_retry.interval_seconds,
+            "MaxAttempts": hooks.lambda_crash_retry.max_attempts,
+            "BackoffRate": hooks.lambda_crash_retry.backoff_rate,
+            "MaxDelaySeconds": hooks.lambda_crash_retry.max_delay_seconds,
+            **jittered,
+        },
+        {
+            "ErrorEquals": list(LAMBDA_SERVICE_ERRORS),
+            "IntervalSeconds": 2,
+            "MaxAttempts": 6,
+            "BackoffRate": 2.0,
+            "MaxDelaySeconds": 64,
+        },
     ]
+    retried = {name for retrier in invoke["Retry"] for name in retrier["ErrorEquals"]}
+    assert not retried & set(NON_RETRYABLE_ERRORS)  # permanent errors are never retried
     assert invoke["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NameFailureRecord"}]
     assert definition["States"][invoke["Next"]] == {"Type": "Succeed"}
     record = definition["States"][RECORD_FAILURE_STATE]
@@ -66,7 +102,8 @@ def test_error_names_in_the_definition_are_the_handlers_exception_classes() -> N
     assert "TritonUnavailable" in names
     assert set(NON_RETRYABLE_ERRORS) - {"ConfigurationError"} <= names
     retryable = {name for name in names if getattr(getattr(errors, name), "retryable", False)}
-    assert retryable == {"TritonUnavailable"}
+    assert retryable == {"TritonUnavailable", "StorageUnavailable"}
+    assert set(errors.ERROR_TYPES) == {*NON_RETRYABLE_ERRORS, *retryable, "Unexpected"}
 
 
 def test_substitution_placeholders_pass_through() -> None:
@@ -83,9 +120,15 @@ def test_a_failure_prefix_that_would_break_states_format_is_refused(prefix: str)
         build_definition(FUNCTION_ARN, RESULTS_BUCKET, failure_prefix=prefix)
 
 
-def test_retry_waits_are_the_documented_backoff() -> None:
-    assert TRITON_RETRY.waits() == [2, 4, 8, 16]
-    assert LAMBDA_SERVICE_RETRY.waits() == [2, 4, 8, 16, 32, 64]
+def test_triton_retries_outlast_a_scale_up_onto_a_new_gpu_node() -> None:
+    capacity = CapacityTimingConfig().new_node_capacity_seconds
+    assert capacity == 350  # 30 + 15 + 15 + 150 + 120 + 20 s (docs/autoscaling.md simulates 341 s)
+    waits = TRITON_RETRY.nominal_waits()
+    assert waits[:4] == [5, 10, 20, 40] and max(waits) == 60  # capped by MaxDelaySeconds
+    # With full jitter the mean is half the nominal sum: even three deviations short, it covers the scale-up.
+    assert TRITON_RETRY.jittered_total_lower_bound() >= capacity
+    assert sum(waits) / 2 > capacity
+    assert LAMBDA_SERVICE_RETRY.nominal_waits() == [2, 4, 8, 16, 32, 64]
 
 
 # --- executed by moto, the real handler answering the Lambda task -------------------------------------
@@ -125,8 +168,8 @@ def test_success_returns_the_lambdas_summary(sandbox: StateMachineSandbox) -> No
     assert len(report.output["findings"]) == 14
     assert report.lambda_attempts == 1
     assert set(sandbox.objects(RESULTS_BUCKET, "results/s1/")) == {
-        "results/s1/result.json",
-        "results/s1/lesion_mask.npz",
+        "results/s1/ok-1/result.json",
+        "results/s1/ok-1/lesion_mask.npz",
     }
     assert sandbox.objects(RESULTS_BUCKET, "failures/") == {}
 
@@ -161,18 +204,22 @@ def test_triton_down_is_retried_with_backoff_then_recorded(
     report = sandbox.execute(STUDY, name="down-1")
     assert (report.status, report.error) == ("FAILED", "TritonUnavailable")
     assert report.lambda_attempts == 1 + TRITON_RETRY.max_attempts
-    assert report.waits == [2, 4, 8, 16]
+    assert len(report.waits) == TRITON_RETRY.max_attempts
+    # full jitter: each wait drawn in [0, capped backoff]; not all equal to the backoff (not synchronised)
+    assert all(0 <= w <= cap for w, cap in zip(report.waits, TRITON_RETRY.nominal_waits(), strict=True))
+    assert report.waits != TRITON_RETRY.nominal_waits()
     record = failure_record(sandbox, "failures/s1/down-1.json")
     assert record["error"]["Error"] == "TritonUnavailable"
     assert "ConnectionRefusedError" in json.loads(record["error"]["Cause"])["errorMessage"]
 
 
 def test_a_queue_full_triton_recovers_within_the_retries(sandbox: StateMachineSandbox, stub_triton: StubTriton) -> None:
-    stub_triton.script.extend([Reply(status=503, error="Exceeds maximum queue size")] * 2)
+    # Full for 8 attempts: past the old 4 retries (30 s), well within the budget for a new node.
+    stub_triton.script.extend([Reply(status=503, error="Exceeds maximum queue size")] * 8)
     report = sandbox.execute(STUDY, name="busy-1")
     assert report.status == "SUCCEEDED"
-    assert report.lambda_attempts == 3
-    assert report.waits == [2, 4]
+    assert report.lambda_attempts == 9
+    assert len(report.waits) == 8
     assert sandbox.objects(RESULTS_BUCKET, "failures/") == {}
 
 

@@ -48,12 +48,22 @@ from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import JsonRESTError
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
+from cdk_app.config import RetryConfig
 from cdk_app.state_machine_definition import STATE_MACHINE_NAME, build_definition
 
 REGION = "us-east-1"
 INPUT_BUCKET = "radstream-studies"
 RESULTS_BUCKET = "radstream-results"
 LABEL_COUNT = 14
+LOG_HASH_KEY_SECRET = "radstream/test/log-hash-key"
+LOG_HASH_KEY = "k3y-for-the-study-id-hash-0123456789abcdef0123456789"
+
+
+def create_log_hash_key(region: str = REGION) -> None:
+    """The stage's log hash key in (moto) Secrets Manager, as cdk_app/inference_api.py deploys it."""
+    boto3.client("secretsmanager", region_name=region).create_secret(
+        Name=LOG_HASH_KEY_SECRET, SecretString=LOG_HASH_KEY
+    )
 
 
 def free_port() -> int:
@@ -83,6 +93,10 @@ def set_endpoint_environment(monkeypatch: pytest.MonkeyPatch, triton_url: str, *
     monkeypatch.setenv("RESULTS_BUCKET", RESULTS_BUCKET)
     monkeypatch.setenv("RESULTS_PREFIX", "results")
     monkeypatch.setenv("TRITON_TIMEOUT_SECONDS", "60")
+    monkeypatch.setenv("INFERENCE_DEADLINE_SECONDS", "120")
+    monkeypatch.setenv("S3_PHASE_BUDGET_SECONDS", "30")
+    monkeypatch.setenv("LOG_HASH_KEY_SECRET", LOG_HASH_KEY_SECRET)
+    monkeypatch.setenv("STAGE", "test")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "radstream-inference-endpoint")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "RadStreamTest")
     for name, value in extra.items():
@@ -96,8 +110,10 @@ class LambdaContext:
     invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:radstream-inference-endpoint"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
+    remaining_ms: int = 300_000
+
     def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+        return self.remaining_ms
 
 
 def lambda_error_payload(error: BaseException, request_id: str) -> dict[str, Any]:
@@ -165,6 +181,9 @@ class StubTriton:
         )
         self.images: list[bytes] = []
         self.lock = threading.Lock()
+        self.metadata_status = 200
+        # When set: the reply to an infer request is computed from the image (distinct studies, distinct outputs).
+        self.reply_for: Callable[[bytes], Reply] | None = None
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -182,6 +201,11 @@ class StubTriton:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
+                with stub.lock:
+                    stub.metadata_requests += 1
+                if stub.metadata_status != 200:
+                    self._send(stub.metadata_status, {"error": "metadata unavailable"})
+                    return
                 name = self.path.rstrip("/").rsplit("/", 1)[-1]
                 self._send(200, {"name": name, "versions": ["1"], "platform": "stub"})
 
@@ -191,7 +215,12 @@ class StubTriton:
                 _, items = _decode_bytes_input(body, header_length)
                 with stub.lock:
                     stub.images.extend(items)
-                    reply = stub.script.pop(0) if stub.script else stub.default
+                    if stub.script:
+                        reply = stub.script.pop(0)
+                    elif stub.reply_for is not None:
+                        reply = stub.reply_for(items[0])
+                    else:
+                        reply = stub.default
                 if reply.status != 200:
                     self._send(reply.status, {"error": reply.error})
                     return
@@ -203,6 +232,7 @@ class StubTriton:
                 self._send(200, {"model_name": "radstream_pipeline", "model_version": "1", "outputs": outputs})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.metadata_requests = 0
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -303,8 +333,21 @@ class StateMachineSandbox:
     """moto S3 + IAM + Lambda + Step Functions holding RadStreamInference; ``runtime`` answers each
     Lambda invocation in-process: it gets the event and returns the payload, or raises."""
 
-    def __init__(self, runtime: Callable[[dict[str, Any]], Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self,
+        runtime: Callable[[dict[str, Any]], Any],
+        monkeypatch: pytest.MonkeyPatch,
+        *,
+        sleep: bool = False,
+        one_container: bool = True,
+    ) -> None:
+        """``sleep``: the retry waits really elapse (for tests where time matters, with short policies);
+        otherwise they are recorded and skipped. Invocations run one at a time, as in one container."""
         self.runtime = runtime
+        self.sleep = sleep
+        self.container: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if one_container else contextlib.nullcontext()
+        )
         self.waits: list[float] = []
         self.on_wait: Callable[[float], None] | None = None
         self.invocations: list[dict[str, Any]] = []
@@ -316,7 +359,8 @@ class StateMachineSandbox:
             sandbox.invocations.append(payload)
             request_id = str(uuid.uuid4())
             try:
-                return json.dumps(sandbox.runtime(payload)), False, ""
+                with sandbox.container:
+                    return json.dumps(sandbox.runtime(payload)), False, ""
             except JsonRESTError:
                 raise  # a Lambda *service* error: moto's Invoke API answers it as such
             except Exception as error:
@@ -328,16 +372,24 @@ class StateMachineSandbox:
                 sandbox.waits.append(seconds)
                 if sandbox.on_wait is not None:
                     sandbox.on_wait(seconds)
+                if sandbox.sleep:
+                    time.sleep(seconds)
 
         monkeypatch.setattr(LambdaFunction, "_invoke_lambda", invoke_in_process)
         monkeypatch.setattr(retrier_decl, "time", RecordingClock)
 
     @contextmanager
-    def running(self, *, failure_bucket: str = RESULTS_BUCKET) -> Iterator[StateMachineSandbox]:
+    def running(
+        self, *, failure_bucket: str = RESULTS_BUCKET, versioned: bool = True, **retries: RetryConfig
+    ) -> Iterator[StateMachineSandbox]:
+        """``retries``: build_definition's retry policies (triton_retry=..., ...), the shipped ones otherwise."""
         with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
             self.s3 = boto3.client("s3", region_name=REGION)
             for bucket in (INPUT_BUCKET, RESULTS_BUCKET):
                 self.s3.create_bucket(Bucket=bucket)
+                if versioned:  # as deployed (cdk_app/inference_api.py)
+                    self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            create_log_hash_key()
             iam = boto3.client("iam", region_name=REGION)
             role = iam.create_role(
                 RoleName="radstream-test-role",
@@ -351,7 +403,7 @@ class StateMachineSandbox:
                 Code={"ZipFile": _placeholder_zip()},  # never run: the invocation is answered in-process
                 Timeout=300,
             )["FunctionArn"]
-            self.definition = build_definition(function_arn, failure_bucket)
+            self.definition = build_definition(function_arn, failure_bucket, **retries)
             self.sfn = boto3.client("stepfunctions", region_name=REGION)
             self.state_machine_arn = self.sfn.create_state_machine(
                 name=STATE_MACHINE_NAME, definition=json.dumps(self.definition), roleArn=role
@@ -361,11 +413,18 @@ class StateMachineSandbox:
     def put_image(self, key: str, data: bytes) -> None:
         self.s3.put_object(Bucket=INPUT_BUCKET, Key=key, Body=data)
 
+    def start(self, execution_input: dict[str, Any], name: str) -> str:
+        return str(
+            self.sfn.start_execution(
+                stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(execution_input)
+            )["executionArn"]
+        )
+
     def execute(self, execution_input: dict[str, Any], name: str, timeout_s: float = 240.0) -> ExecutionReport:
         self.waits.clear()
-        arn = self.sfn.start_execution(
-            stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(execution_input)
-        )["executionArn"]
+        return self.wait_for(self.start(execution_input, name), name, timeout_s)
+
+    def wait_for(self, arn: str, name: str, timeout_s: float = 240.0) -> ExecutionReport:
         deadline = time.monotonic() + timeout_s
         while True:
             description = self.sfn.describe_execution(executionArn=arn)
