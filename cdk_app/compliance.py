@@ -155,6 +155,12 @@ ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
         "Invoked synchronously by Step Functions only, which retries and records every failure in the results "
         "bucket; a DLQ only applies to asynchronous invocations",
     ),
+    Acknowledgement(
+        "Hooks/ScaleEventsState/Resource",
+        f"{HIPAA}DynamoDBInBackupPlan",
+        "The scale-event publisher's dedup state (what it has counted: HPA decision times, pod UIDs), no PHI; "
+        "rebuilt by one baseline run if lost, and restoring an old copy would count scale events twice",
+    ),
     # --- The RadStreamInference state machine.
     *(
         Acknowledgement(

@@ -298,6 +298,8 @@ class HooksConfig:
     rollout_timeout_seconds: int = 480
     canary_timeout_seconds: int = 50
     scale_events_timeout_seconds: int = 50
+    # Scale-event dedup state: DynamoDB TTL, at least the API server's Event TTL (1 h) and the look-back.
+    scale_events_state_ttl_seconds: int = 7200
     # Three Triton timeouts' worth: a hung call surfaces as TritonUnavailable (retried), not a Lambda timeout.
     inference_timeout_seconds: int = 90
     inference_memory_mb: int = 1024
