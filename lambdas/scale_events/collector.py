@@ -17,13 +17,15 @@ Counting each scale decision once. The authority is the HPA's own status, not it
 
 Time to scale, per scale-up: from the first rule evaluation at which the scaling signal crossed
 its target (Prometheus, read through the API server's service proxy: the evaluations are 10 s
-apart, CloudWatch's copy is 60 s) to the moment the ``target``-th pod serves: Ready with every
-readiness gate True (the AWS Load Balancer Controller's ``target-health.elbv2.k8s.aws/<binding>``
-condition: the NLB target is healthy). Its parts, which add up to it: signal-to-decision,
-decision-to-scheduled, scheduled-to-Ready (containers ready), Ready-to-serving (NLB healthy),
-taken from the pod that completed the scale-up. A scale-up not served by its deadline, or
-overtaken by a scale-down first, publishes ``UnservedScaleUps`` once; a negative interval is an
-ordering (clock) error: logged, counted in ``OrderingErrors``, never clamped to 0.
+apart, CloudWatch's copy is 60 s) to the moment new capacity serves: the first added pod (the
+serving pod beyond the replicas before the decision) Ready with every readiness gate True (the
+AWS Load Balancer Controller's ``target-health.elbv2.k8s.aws/<binding>`` condition: its NLB
+target is healthy). Its parts, which add up to it, are that pod's: signal-to-decision,
+decision-to-scheduled, scheduled-to-Ready (containers ready), Ready-to-serving (NLB healthy).
+``TimeToFullScaleSeconds`` runs to the ``target``-th pod serving (a node burst: the pod that
+waited for a new node). A scale-up with no added pod serving by its deadline, or overtaken by a
+scale-down first, publishes ``UnservedScaleUps`` once; a negative interval is an ordering
+(clock) error: logged, counted in ``OrderingErrors``, never clamped to 0.
 
 Restarts and pod startup times are counted once against the saved state, as before. A run
 without saved state records a baseline and counts nothing.
@@ -34,7 +36,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +65,7 @@ class ScaleObservation:
     unserved_scale_ups: int = 0
     ordering_errors: int = 0
     time_to_scale_s: list[float] = field(default_factory=list)
+    time_to_full_scale_s: list[float] = field(default_factory=list)
     signal_to_decision_s: list[float] = field(default_factory=list)
     decision_to_scheduled_s: list[float] = field(default_factory=list)
     scheduled_to_ready_s: list[float] = field(default_factory=list)
@@ -317,7 +320,8 @@ def _count_decision(run: _Run, hpa: Any, deployment: Any, events: list[Any], hpa
             signal_at = signal_crossing(samples, run.signal_target, last)
             if signal_at is None:
                 run.note("the scaling signal was not above its target before the decision (CPU-driven?)")
-    return OpenScaleUp(key=f"hpa:{last:.0f}", at=last, target=desired, signal_at=signal_at)
+    base = before if before is not None and before < desired else max(0, desired - 1)
+    return OpenScaleUp(key=f"hpa:{last:.0f}", at=last, target=desired, signal_at=signal_at, base=base)
 
 
 def _confirm(run: _Run, pod: Any) -> Any | None:
@@ -399,7 +403,7 @@ def _pods(run: _Run, pods: list[Any]) -> list[tuple[float, Any]]:
 
 
 def _served(run: _Run, scale_up: OpenScaleUp, served_at: float, pod: Any) -> None:
-    """Publish time to scale and its parts, from the pod that completed the scale-up."""
+    """Publish time to scale and its parts, from the first added pod to serve."""
     observation = run.observation
     start = scale_up.signal_at if scale_up.signal_at is not None else scale_up.at
     total = run.interval(f"scale-up to {scale_up.target}: signal -> serving", start, served_at)
@@ -425,24 +429,29 @@ def _served(run: _Run, scale_up: OpenScaleUp, served_at: float, pod: Any) -> Non
 
 
 def _time_to_scale(run: _Run, scale_ups: list[OpenScaleUp], serving: list[tuple[float, Any]]) -> None:
-    """Publish each scale-up once it is served; flag it once when its deadline passes unserved."""
+    """Publish each scale-up's milestones once; flag it once when its deadline passes with nothing added serving."""
     for scale_up in sorted(scale_ups, key=lambda s: s.at):
         start = scale_up.signal_at if scale_up.signal_at is not None else scale_up.at
         overtaken = any(down > scale_up.at for down in run.scale_down_times)
-        if len(serving) >= scale_up.target and not overtaken:
-            served_at, pod = serving[scale_up.target - 1]
-            _served(run, scale_up, served_at, pod)
-            continue
-        if overtaken or run.now - start > run.deadline_s:
-            if not scale_up.unserved_reported:
-                run.observation.unserved_scale_ups += 1
-                why = (
-                    "overtaken by a scale-down" if overtaken else f"not served {run.now - start:.0f} s after the signal"
-                )
-                run.note(f"scale-up to {scale_up.target} at {scale_up.at:.0f} unserved: {why}")
-                scale_up = OpenScaleUp(scale_up.key, scale_up.at, scale_up.target, scale_up.signal_at, True)
-            if overtaken or scale_up.at < run.window_start:
-                continue  # closed: flagged once, nothing left to time
+        if not overtaken and not scale_up.first_reported and len(serving) > scale_up.base:
+            _served(run, scale_up, *serving[scale_up.base])  # late or not: published once
+            scale_up = replace(scale_up, first_reported=True)
+        if not overtaken and len(serving) >= scale_up.target:
+            all_serving = serving[scale_up.target - 1][0]
+            full = run.interval(f"scale-up to {scale_up.target}: signal -> all serving", start, all_serving)
+            if full is not None:
+                run.observation.time_to_full_scale_s.append(full)
+            continue  # done
+        late = overtaken or run.now - start > run.deadline_s
+        if late and not scale_up.first_reported and not scale_up.unserved_reported:
+            run.observation.unserved_scale_ups += 1
+            why = "overtaken by a scale-down" if overtaken else f"nothing added serving {run.now - start:.0f} s on"
+            run.note(f"scale-up to {scale_up.target} at {scale_up.at:.0f} unserved: {why}")
+            scale_up = replace(scale_up, unserved_reported=True)
+        if overtaken or scale_up.at < run.window_start:
+            if not overtaken:
+                run.note(f"scale-up to {scale_up.target} at {scale_up.at:.0f}: forgotten after the look-back")
+            continue  # closed: flagged or timed once, nothing left to time
         run.state.scale_ups.append(scale_up)
 
 

@@ -9,7 +9,8 @@ publishes (EMF, namespace METRICS_NAMESPACE, dimensions ``service=radstream-scal
 | CurrentReplicas, DesiredReplicas | Count | the HPA's status |
 | ReadyReplicas | Count | the Deployment's ready replicas |
 | ScaleUpEvents, ScaleDownEvents | Count | HPA decisions (new status.lastScaleTime) since the last run, each once |
-| TimeToScaleSeconds | Seconds | signal above target -> the target-th pod serving (Ready, NLB target healthy) |
+| TimeToScaleSeconds | Seconds | signal above target -> the first added pod serving (Ready, NLB target healthy) |
+| TimeToFullScaleSeconds | Seconds | signal above target -> as many pods serving as the HPA asked for |
 | SignalToDecisionSeconds, DecisionToScheduledSeconds | Seconds | its parts (1/2) |
 | ScheduledToReadySeconds, ReadyToServingSeconds | Seconds | its parts (2/2) |
 | UnservedScaleUps | Count | scale-ups not serving by SCALE_UP_DEADLINE_SECONDS or overtaken by a scale-down |
@@ -117,6 +118,7 @@ def publish(observation: ScaleObservation) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
     series = {
         "TimeToScaleSeconds": observation.time_to_scale_s,
+        "TimeToFullScaleSeconds": observation.time_to_full_scale_s,
         "SignalToDecisionSeconds": observation.signal_to_decision_s,
         "DecisionToScheduledSeconds": observation.decision_to_scheduled_s,
         "ScheduledToReadySeconds": observation.scheduled_to_ready_s,

@@ -44,6 +44,8 @@ class OpenScaleUp:
     target: int  # the desired replicas it raised them to
     signal_at: float | None = None  # first evaluation at which the scaling signal crossed its target
     unserved_reported: bool = False  # UnservedScaleUps already published for it
+    base: int = 0  # the desired replicas before the decision: the first added pod is serving pod base + 1
+    first_reported: bool = False  # TimeToScaleSeconds (first added pod serving) already published
 
 
 @dataclass
@@ -60,7 +62,10 @@ class ScaleState:
             "updated_at": self.updated_at,
             "hpa": [self.last_scale_time, self.desired],
             "pods": {uid: [p.restarts, int(p.startup_reported), p.seen_at] for uid, p in sorted(self.pods.items())},
-            "scale_ups": [[s.key, s.at, s.target, s.signal_at, int(s.unserved_reported)] for s in self.scale_ups],
+            "scale_ups": [
+                [s.key, s.at, s.target, s.signal_at, int(s.unserved_reported), s.base, int(s.first_reported)]
+                for s in self.scale_ups
+            ],
         }
         return json.dumps(document, separators=(",", ":"))
 
@@ -77,8 +82,10 @@ class ScaleState:
                 desired=None if desired is None else int(desired),
                 pods={str(uid): PodMemory(int(v[0]), bool(v[1]), float(v[2])) for uid, v in document["pods"].items()},
                 scale_ups=[
-                    OpenScaleUp(str(k), float(at), int(t), None if sig is None else float(sig), bool(flag))
-                    for k, at, t, sig, flag in document["scale_ups"]
+                    OpenScaleUp(
+                        str(k), float(at), int(t), None if sig is None else float(sig), bool(flag), int(b), bool(f)
+                    )
+                    for k, at, t, sig, flag, b, f in document["scale_ups"]
                 ],
                 updated_at=None if document.get("updated_at") is None else float(document["updated_at"]),
             )

@@ -209,7 +209,8 @@ def test_scale_up_counts_once_and_times_the_new_capacity() -> None:
     # No readiness gate and no signal reader here: serving = Ready, the clock starts at the decision.
     observation, state, reader = run(scale_up_cluster(ready=True), state, 60)
     assert observation.scale_ups == 0, "the same decision, already counted"
-    assert observation.time_to_scale_s == [42.0]
+    assert observation.time_to_scale_s == [29.0], "the first added pod serving"
+    assert observation.time_to_full_scale_s == [42.0], "all four serving"
     assert sorted(observation.pod_startup_s) == [28.0, 41.0]
     assert state.scale_ups == []
     assert reader.calls.count("read_pod") == 2
@@ -316,23 +317,26 @@ def test_time_to_scale_runs_from_the_signal_crossing_to_nlb_healthy_pods_and_its
     runs = [(-60, at_size(2, -3600)), (30, _burst_snapshot(None, None)), (90, _burst_snapshot(45, 58))]
     observations, state = replay(runs, signal=signal)
     served = observations[2]
-    assert served.time_to_scale_s == [98.0], "-40 s (signal above target) to 58 s (4th pod's NLB target healthy)"
+    assert served.time_to_scale_s == [85.0], "-40 s (signal above target) to 45 s (1st added pod's NLB target healthy)"
+    assert served.time_to_full_scale_s == [98.0], "to 58 s: the 4th pod's NLB target healthy"
     parts = (
         served.signal_to_decision_s,
         served.decision_to_scheduled_s,
         served.scheduled_to_ready_s,
         served.ready_to_serving_s,
     )
-    assert parts == ([40.0], [3.0], [39.0], [16.0])
+    assert parts == ([40.0], [2.0], [27.0], [16.0])
     assert sum(p[0] for p in parts) == served.time_to_scale_s[0]
     assert state.scale_ups == []
     assert signal.calls == [(fx.at(0).timestamp() - DEADLINE, fx.at(0).timestamp())], "read once, at the decision"
 
 
 def test_a_pod_ready_but_not_yet_registered_with_the_nlb_does_not_serve() -> None:
-    runs = [(-60, at_size(2, -3600)), (50, _burst_snapshot(45, None))]
+    runs = [(-60, at_size(2, -3600)), (50, _burst_snapshot(None, None)), (70, _burst_snapshot(None, 65))]
     observations, state = replay(runs, signal=_signal(-40))
-    assert observations[1].time_to_scale_s == []
+    assert observations[1].time_to_scale_s == [], "containers ready at 29 and 42 s, no NLB target healthy yet"
+    assert observations[2].time_to_scale_s == [105.0] and observations[2].ready_to_serving_s == [23.0]
+    assert observations[2].time_to_full_scale_s == []
     assert [s.target for s in state.scale_ups] == [4]
 
 
@@ -375,9 +379,11 @@ def test_a_scale_up_not_served_by_its_deadline_is_published_once_then_timed_when
     observation, state, _ = run(scale_up_cluster(ready=False), state, DEADLINE + 90)
     assert observation.unserved_scale_ups == 0, "flagged once"
     late = scale_up_cluster(ready=True)
-    late.pods[-1] = fx.pod(f"{fx.DEPLOYMENT}-5d8f7c9b6d-ddddd", uid=fx.UID_D, created_s=1, scheduled_s=3, ready_s=200)
+    late.pods[-2] = fx.pod(f"{fx.DEPLOYMENT}-5d8f7c9b6d-ccccc", uid=fx.UID_C, created_s=1, scheduled_s=2, ready_s=200)
+    late.pods[-1] = fx.pod(f"{fx.DEPLOYMENT}-5d8f7c9b6d-ddddd", uid=fx.UID_D, created_s=1, scheduled_s=3, ready_s=210)
     observation, state, _ = run(late, state, 240)
-    assert observation.time_to_scale_s == [200.0]
+    assert observation.time_to_scale_s == [200.0], "published late: the alarm already fired on the unserved one"
+    assert observation.time_to_full_scale_s == [210.0]
     assert state.scale_ups == []
 
 
@@ -522,7 +528,7 @@ def test_a_slow_confirming_read_defers_the_pod_to_the_next_run() -> None:
     slow = eks_client.KubernetesUnavailable("read pod: ReadTimeoutError")
     observation, state, _ = run(scale_up_cluster(ready=True), state, 60, fail={"read_pod": slow})
     assert observation.pod_startup_s == []
-    assert observation.time_to_scale_s == [42.0], "the scale-up itself does not need the confirmation"
+    assert observation.time_to_scale_s == [29.0], "the scale-up itself does not need the confirmation"
     observation, state, _ = run(scale_up_cluster(ready=True), state, 120)
     assert sorted(observation.pod_startup_s) == [28.0, 41.0]
 
@@ -543,7 +549,7 @@ def test_state_round_trips_through_json() -> None:
         last_scale_time=5.0,
         desired=4,
         pods={fx.UID_A: PodMemory(restarts=2, startup_reported=True, seen_at=3.0)},
-        scale_ups=[OpenScaleUp(key="hpa:5", at=5.0, target=4, signal_at=-35.0, unserved_reported=True)],
+        scale_ups=[OpenScaleUp("hpa:5", 5.0, 4, signal_at=-35.0, unserved_reported=True, base=2, first_reported=True)],
         updated_at=6.0,
     )
     assert ScaleState.from_json(state.to_json()) == state

@@ -163,7 +163,8 @@ def test_scale_up_metrics_across_runs(capsys: pytest.CaptureFixture[str]) -> Non
     handler.run(CONFIG, lambda: FakeScaleReader(scale_up_cluster(ready=True)), store, fx.at(60))
     document = _flush(capsys)
     assert values(document, "ScaleUpEvents") == [0.0]
-    assert values(document, "TimeToScaleSeconds") == [42.0]
+    assert values(document, "TimeToScaleSeconds") == [29.0]
+    assert values(document, "TimeToFullScaleSeconds") == [42.0]
     assert sorted(values(document, "PodStartupSeconds")) == [28.0, 41.0]
     assert sorted(values(document, "PodScheduledToReadySeconds")) == [27.0, 39.0]
     units = {m["Name"]: m["Unit"] for m in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
@@ -351,8 +352,8 @@ def test_the_real_reader_bounds_a_slow_api() -> None:
 
 
 def test_a_full_run_over_the_real_reader(capsys: pytest.CaptureFixture[str]) -> None:
-    store = MemoryStore(ScaleState().to_json())
+    store = MemoryStore(ScaleState(last_scale_time=-3600.0, desired=2).to_json())
     with fx.FakeApiServer(scale_up_cluster(ready=True)).running() as server:
         result = handler.run(CONFIG, lambda: _real_reader(server), store, fx.at(60))
-    assert result["ok"] and result["scale_ups"] == 1 and result["time_to_scale_s"] == [42.0]
+    assert result["ok"] and result["scale_ups"] == 1 and result["time_to_scale_s"] == [29.0]
     assert sorted(values(_flush(capsys), "PodStartupSeconds")) == [28.0, 41.0]
