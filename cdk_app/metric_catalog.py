@@ -230,6 +230,9 @@ SCALE_DOWN_EVENTS: Final = HookMetric("ScaleDownEvents", SCALE_EVENTS_SERVICE, "
 TIME_TO_SCALE: Final = HookMetric(
     "TimeToScaleSeconds", SCALE_EVENTS_SERVICE, "Signal above target -> the added pods serving (NLB healthy)"
 )
+TIME_TO_FULL_SCALE: Final = HookMetric(
+    "TimeToFullScaleSeconds", SCALE_EVENTS_SERVICE, "Signal above target -> all the HPA asked for serving"
+)
 SIGNAL_TO_DECISION: Final = HookMetric("SignalToDecisionSeconds", SCALE_EVENTS_SERVICE, "Signal above target -> HPA")
 DECISION_TO_SCHEDULED: Final = HookMetric("DecisionToScheduledSeconds", SCALE_EVENTS_SERVICE, "HPA -> pod scheduled")
 SCHEDULED_TO_READY: Final = HookMetric("ScheduledToReadySeconds", SCALE_EVENTS_SERVICE, "Scheduled -> containers ready")
@@ -254,6 +257,7 @@ HOOK_METRICS: Final = (
     SCALE_UP_EVENTS,
     SCALE_DOWN_EVENTS,
     TIME_TO_SCALE,
+    TIME_TO_FULL_SCALE,
     *TIME_TO_SCALE_PARTS,
     UNSERVED_SCALE_UPS,
     ORDERING_ERRORS,

@@ -673,6 +673,7 @@ class Observability(Construct):
                     "Scale events and time to scale",
                     [
                         m.hook(catalog.TIME_TO_SCALE, "Maximum", label="time to scale (s)"),
+                        m.hook(catalog.TIME_TO_FULL_SCALE, "Maximum", label="all requested pods serving (s)"),
                         m.hook(catalog.POD_STARTUP, "Maximum", label="pod startup (s)"),
                     ],
                     right=[
