@@ -241,6 +241,7 @@ UNSERVED_SCALE_UPS: Final = HookMetric(
     "UnservedScaleUps", SCALE_EVENTS_SERVICE, "Scale-ups not serving by the deadline"
 )
 ORDERING_ERRORS: Final = HookMetric("OrderingErrors", SCALE_EVENTS_SERVICE, "Negative intervals (clock/ordering)")
+SIGNAL_UNAVAILABLE: Final = HookMetric("SignalUnavailable", SCALE_EVENTS_SERVICE, "Scale-ups timed without the signal")
 TIME_TO_SCALE_PARTS: Final = (SIGNAL_TO_DECISION, DECISION_TO_SCHEDULED, SCHEDULED_TO_READY, READY_TO_SERVING)
 POD_STARTUP: Final = HookMetric("PodStartupSeconds", SCALE_EVENTS_SERVICE, "Pod created -> Ready")
 PENDING_GPU_PODS: Final = HookMetric("PendingGpuPods", SCALE_EVENTS_SERVICE, "Triton pods Pending")
@@ -261,6 +262,7 @@ HOOK_METRICS: Final = (
     *TIME_TO_SCALE_PARTS,
     UNSERVED_SCALE_UPS,
     ORDERING_ERRORS,
+    SIGNAL_UNAVAILABLE,
     POD_STARTUP,
     PENDING_GPU_PODS,
     UNSCHEDULABLE_GPU_PODS,

@@ -694,6 +694,7 @@ class Observability(Construct):
                         m.hook(catalog.CRASH_LOOPING_PODS, "Maximum", label="crash-looping pods"),
                         m.hook(catalog.COLLECTION_FAILURES, "Sum", label="scale-event collection failures"),
                         m.hook(catalog.ORDERING_ERRORS, "Sum", label="scale-event ordering errors"),
+                        m.hook(catalog.SIGNAL_UNAVAILABLE, "Sum", label="scale-ups timed without the signal"),
                     ],
                     left_label="count",
                 ),

@@ -64,6 +64,7 @@ class ScaleObservation:
     scale_downs: int = 0
     unserved_scale_ups: int = 0
     ordering_errors: int = 0
+    signal_unavailable: int = 0  # scale-ups timed from the decision: the signal could not be read
     time_to_scale_s: list[float] = field(default_factory=list)
     time_to_full_scale_s: list[float] = field(default_factory=list)
     signal_to_decision_s: list[float] = field(default_factory=list)
@@ -315,6 +316,7 @@ def _count_decision(run: _Run, hpa: Any, deployment: Any, events: list[Any], hpa
         try:
             samples = run.signal.samples(last - run.deadline_s, last)
         except (eks_client.KubernetesUnavailable, eks_client.KubernetesAuthError) as error:
+            run.observation.signal_unavailable += 1
             run.note(f"scaling signal unavailable ({error}): time to scale starts at the decision")
         else:
             signal_at = signal_crossing(samples, run.signal_target, last)

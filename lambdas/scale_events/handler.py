@@ -15,6 +15,7 @@ publishes (EMF, namespace METRICS_NAMESPACE, dimensions ``service=radstream-scal
 | ScheduledToReadySeconds, ReadyToServingSeconds | Seconds | its parts (2/2) |
 | UnservedScaleUps | Count | scale-ups not serving by SCALE_UP_DEADLINE_SECONDS or overtaken by a scale-down |
 | OrderingErrors | Count | negative intervals (clock skew, stale reads): logged, the interval not published |
+| SignalUnavailable | Count | scale-ups timed from the HPA's decision: the scaling signal could not be read |
 | PodStartupSeconds | Seconds | pod created -> Ready, once per pod |
 | PodScheduledToReadySeconds | Seconds | pod scheduled -> Ready, once per pod |
 | PendingGpuPods, UnschedulableGpuPods | Count | pods requesting a GPU that are Pending / not scheduled |
@@ -112,6 +113,7 @@ def publish(observation: ScaleObservation) -> None:
             "ScaleDownEvents": observation.scale_downs,
             "UnservedScaleUps": observation.unserved_scale_ups,
             "OrderingErrors": observation.ordering_errors,
+            "SignalUnavailable": observation.signal_unavailable,
             "ContainerRestarts": observation.container_restarts,
         }
     for name, count in counts.items():

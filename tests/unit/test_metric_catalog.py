@@ -238,6 +238,7 @@ def test_scale_event_metrics_in_the_catalog_are_what_the_lambda_publishes(capsys
         time_to_scale_s=[65.0],
         time_to_full_scale_s=[80.0],
         unserved_scale_ups=1,
+        signal_unavailable=1,
         signal_to_decision_s=[30.0],
         decision_to_scheduled_s=[1.0],
         scheduled_to_ready_s=[24.0],

@@ -98,6 +98,13 @@ def signal_samples(result: SimulationResult) -> list[tuple[float, float]]:
     return [(fx.at(at - delay).timestamp(), queue) for at, queue, _cpu in result.signals if queue is not None]
 
 
+@pytest.fixture(autouse=True)
+def clean_metrics() -> Iterator[None]:
+    yield
+    handler.metrics.clear_metrics()
+    handler.metrics.clear_default_dimensions()  # Powertools shares them across Metrics instances
+
+
 @pytest.fixture
 def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():

@@ -13,6 +13,7 @@ import pytest
 from lambdas.common import eks_client
 from lambdas.scale_events.collector import ScaleObservation, collect, rescale_direction, signal_crossing
 from lambdas.scale_events.errors import StateUnreadable
+from lambdas.scale_events.kube import SignalReader
 from lambdas.scale_events.state import OpenScaleUp, PodMemory, ScaleState
 from tests.unit.lambdas import k8s_fixtures as fx
 from tests.unit.lambdas import scale_fixtures as sf
@@ -109,7 +110,7 @@ def scale_up_cluster(ready: bool) -> fx.Cluster:
 def replay(
     snapshots: list[tuple[float, sf.Snapshot]],
     *,
-    signal: sf.RecordedSignal | None = None,
+    signal: SignalReader | None = None,
     previous: ScaleState | None = None,
 ) -> tuple[list[ScaleObservation], ScaleState]:
     """Run the collector over recorded API snapshots, one run per (seconds after T0, snapshot)."""
@@ -338,6 +339,19 @@ def test_a_pod_ready_but_not_yet_registered_with_the_nlb_does_not_serve() -> Non
     assert observations[2].time_to_scale_s == [105.0] and observations[2].ready_to_serving_s == [23.0]
     assert observations[2].time_to_full_scale_s == []
     assert [s.target for s in state.scale_ups] == [4]
+
+
+def test_a_refused_signal_read_times_from_the_decision_and_says_so() -> None:
+    class Refused:
+        def samples(self, start: float, end: float) -> list[tuple[float, float]]:
+            raise eks_client.KubernetesAuthError("query the scaling signal: HTTP 403 Forbidden")
+
+    observations, _ = replay(
+        [(-60, at_size(2, -3600)), (30, _burst_snapshot(None, None)), (90, _burst_snapshot(45, 58))],
+        signal=Refused(),
+    )
+    assert observations[1].signal_unavailable == 1
+    assert observations[2].time_to_scale_s == [45.0] and observations[2].signal_to_decision_s == []
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,7 @@ def clean_metrics() -> Iterator[None]:
     handler.metrics.namespace = CONFIG.metrics_namespace
     yield
     handler.metrics.clear_metrics()
+    handler.metrics.clear_default_dimensions()  # Powertools shares them across Metrics instances
 
 
 @pytest.fixture
