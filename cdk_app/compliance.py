@@ -188,6 +188,12 @@ ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
         )
         for rule in (f"{AWS}SMG4", f"{HIPAA}SecretsManagerRotationEnabled")
     ),
+    Acknowledgement(
+        "Hooks/ScaleEventsState/Resource",
+        f"{HIPAA}DynamoDBInBackupPlan",
+        "The scale-event publisher's dedup state (what it has counted: HPA decision times, pod UIDs), no PHI; "
+        "rebuilt by one baseline run if lost, and restoring an old copy would count scale events twice",
+    ),
     # --- The RadStreamInference state machine.
     *(
         Acknowledgement(

@@ -404,6 +404,8 @@ class HooksConfig:
     rollout_timeout_seconds: int = 480
     canary_timeout_seconds: int = 50
     scale_events_timeout_seconds: int = 50
+    # Scale-event dedup state: DynamoDB TTL, at least the API server's Event TTL (1 h) and the look-back.
+    scale_events_state_ttl_seconds: int = 7200
     # One deadline per invocation: the S3 read, the one Triton call and the S3 write each have a budget
     # (inference_deadline_seconds), and the Lambda timeout exceeds their sum by a margin, so a slow
     # dependency surfaces as a typed, retried error and not as a Lambda timeout.

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_events as events
@@ -28,9 +29,11 @@ from aws_cdk import aws_ssm as ssm
 from aws_cdk import triggers
 from constructs import Construct
 
+from cdk_app.autoscaling import PROMETHEUS_RELEASE
 from cdk_app.config import PlatformConfig
 from cdk_app.lambda_bundling import ARCHITECTURES, hook_code
 from cdk_app.network import LOG_RETENTION
+from cdk_app.scaling_signal import POD_QUEUE_RULE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
@@ -123,26 +126,42 @@ class Hooks(Construct):
             },
             async_invocations=True,
         )
-        # What the scale-event publisher has already counted (event UIDs, restarts, pods).
-        # One writer: reserved concurrency 1, so runs never race on it.
-        self.scale_events_state = ssm.StringParameter(
+        # What the scale-event publisher has already counted (lambdas/scale_events/state.py): the Lambda's
+        # data, one item per stage written with a versioned conditional put; no stack update touches it.
+        self.scale_events_state = dynamodb.Table(
             self,
             "ScaleEventsState",
-            parameter_name=f"/radstream/{config.stage}/scale-events-state",
-            string_value="{}",
-            description="Scale-event dedup state (written by the scale_events hook)",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            time_to_live_attribute="expires_at",
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=cdk.RemovalPolicy.DESTROY,  # a cache of what was counted: a new stack starts a baseline
         )
+        monitoring, scaling = config.monitoring, config.autoscaling
         self.scale_events = self._function(
             "ScaleEvents",
             "scale_events",
             timeout=hooks.scale_events_timeout_seconds,
             memory=256,
             reserved_concurrency=hooks.scale_events_reserved_concurrency,
-            environment={**cluster_env, "STATE_PARAMETER_NAME": self.scale_events_state.parameter_name},
+            environment={
+                **cluster_env,
+                "STATE_TABLE_NAME": self.scale_events_state.table_name,
+                "STATE_TTL_SECONDS": str(hooks.scale_events_state_ttl_seconds),
+                "SCALE_UP_DEADLINE_SECONDS": str(config.observability.time_to_scale_seconds),
+                # The scaling signal as the HPA sees it (the pods' average of the recording rule), from the
+                # in-cluster Prometheus through the API server's service proxy: one sample per rule evaluation.
+                "SIGNAL_SERVICE": f"{monitoring.namespace}/http:{PROMETHEUS_RELEASE}-server:80",
+                "SIGNAL_QUERY": f'avg({POD_QUEUE_RULE}{{namespace="{workload.namespace}"}})',
+                "SIGNAL_TARGET": str(scaling.queue_time_target_us),
+                "SIGNAL_STEP_SECONDS": str(monitoring.rule_evaluation_interval_seconds),
+            },
             async_invocations=True,
         )
-        self.scale_events_state.grant_read(self.scale_events)
-        self.scale_events_state.grant_write(self.scale_events)
+        self.scale_events_state.grant(self.scale_events, "dynamodb:GetItem", "dynamodb:PutItem")
         self.inference_endpoint = self._function(
             "InferenceEndpoint",
             "inference_endpoint",
@@ -256,6 +275,7 @@ class Hooks(Construct):
             environment={
                 **environment,
                 "POWERTOOLS_SERVICE_NAME": f"radstream-{name.replace('_', '-')}",
+                "STAGE": self.config.stage,  # the Stage dimension of every hook metric
                 "POWERTOOLS_METRICS_NAMESPACE": hooks.metrics_namespace,
             },
         )

@@ -57,6 +57,8 @@ CI_POD_NAME: Final = "PodName"
 CI_SERVICE: Final = "Service"
 # Powertools EMF: the default dimension of the hook Lambdas.
 HOOK_SERVICE: Final = "service"
+# Every hook metric also carries the stage it was published from (the hooks' STAGE variable).
+HOOK_STAGE: Final = "Stage"
 
 CONTAINER_INSIGHTS_NAMESPACE: Final = "ContainerInsights"
 # Where the CloudWatch add-on mounts agent.prometheus.config (the operator's fixed path).
@@ -225,7 +227,22 @@ DESIRED_REPLICAS: Final = HookMetric("DesiredReplicas", SCALE_EVENTS_SERVICE, "H
 READY_REPLICAS: Final = HookMetric("ReadyReplicas", SCALE_EVENTS_SERVICE, "Deployment ready replicas")
 SCALE_UP_EVENTS: Final = HookMetric("ScaleUpEvents", SCALE_EVENTS_SERVICE, "HPA scale-ups")
 SCALE_DOWN_EVENTS: Final = HookMetric("ScaleDownEvents", SCALE_EVENTS_SERVICE, "HPA scale-downs")
-TIME_TO_SCALE: Final = HookMetric("TimeToScaleSeconds", SCALE_EVENTS_SERVICE, "HPA raised desired -> that many Ready")
+TIME_TO_SCALE: Final = HookMetric(
+    "TimeToScaleSeconds", SCALE_EVENTS_SERVICE, "Signal above target -> the added pods serving (NLB healthy)"
+)
+TIME_TO_FULL_SCALE: Final = HookMetric(
+    "TimeToFullScaleSeconds", SCALE_EVENTS_SERVICE, "Signal above target -> all the HPA asked for serving"
+)
+SIGNAL_TO_DECISION: Final = HookMetric("SignalToDecisionSeconds", SCALE_EVENTS_SERVICE, "Signal above target -> HPA")
+DECISION_TO_SCHEDULED: Final = HookMetric("DecisionToScheduledSeconds", SCALE_EVENTS_SERVICE, "HPA -> pod scheduled")
+SCHEDULED_TO_READY: Final = HookMetric("ScheduledToReadySeconds", SCALE_EVENTS_SERVICE, "Scheduled -> containers ready")
+READY_TO_SERVING: Final = HookMetric("ReadyToServingSeconds", SCALE_EVENTS_SERVICE, "Containers ready -> NLB healthy")
+UNSERVED_SCALE_UPS: Final = HookMetric(
+    "UnservedScaleUps", SCALE_EVENTS_SERVICE, "Scale-ups not serving by the deadline"
+)
+ORDERING_ERRORS: Final = HookMetric("OrderingErrors", SCALE_EVENTS_SERVICE, "Negative intervals (clock/ordering)")
+SIGNAL_UNAVAILABLE: Final = HookMetric("SignalUnavailable", SCALE_EVENTS_SERVICE, "Scale-ups timed without the signal")
+TIME_TO_SCALE_PARTS: Final = (SIGNAL_TO_DECISION, DECISION_TO_SCHEDULED, SCHEDULED_TO_READY, READY_TO_SERVING)
 POD_STARTUP: Final = HookMetric("PodStartupSeconds", SCALE_EVENTS_SERVICE, "Pod created -> Ready")
 PENDING_GPU_PODS: Final = HookMetric("PendingGpuPods", SCALE_EVENTS_SERVICE, "Triton pods Pending")
 UNSCHEDULABLE_GPU_PODS: Final = HookMetric("UnschedulableGpuPods", SCALE_EVENTS_SERVICE, "Triton pods unschedulable")
@@ -241,6 +258,11 @@ HOOK_METRICS: Final = (
     SCALE_UP_EVENTS,
     SCALE_DOWN_EVENTS,
     TIME_TO_SCALE,
+    TIME_TO_FULL_SCALE,
+    *TIME_TO_SCALE_PARTS,
+    UNSERVED_SCALE_UPS,
+    ORDERING_ERRORS,
+    SIGNAL_UNAVAILABLE,
     POD_STARTUP,
     PENDING_GPU_PODS,
     UNSCHEDULABLE_GPU_PODS,

@@ -160,14 +160,18 @@ def alarm_specs(config: PlatformConfig) -> tuple[AlarmSpec, ...]:
         AlarmSpec(
             key="time-to-scale",
             title="Time to scale above target",
-            reason="A scale-up took longer than the brief allows: spare capacity or the image pre-pull is missing.",
+            reason="A scale-up took longer than the brief allows from the signal crossing its target to the new "
+            "pods serving behind the NLB, or was not served at all (UnservedScaleUps): spare capacity, the image "
+            "pre-pull or the NLB registration is missing.",
             threshold=obs.time_to_scale_seconds,
             source="brief: autoscaling response < 2 minutes (observability.time_to_scale_seconds)",
             comparison=GT,
             period_seconds=300,
             evaluation_periods=1,
             datapoints_to_alarm=1,
-            missing_data=NOT_BREACHING,  # published only when a scale-up completes
+            # Published when a scale-up is served, and UnservedScaleUps when one is not by its deadline:
+            # no data means no scale-up in the period.
+            missing_data=NOT_BREACHING,
             pages=False,
         ),
         AlarmSpec(
@@ -276,13 +280,27 @@ class MetricFactory:
         return cw.Metric(
             namespace=self.config.hooks.metrics_namespace,
             metric_name=metric.name,
-            dimensions_map={catalog.HOOK_SERVICE: metric.service},
+            dimensions_map={catalog.HOOK_SERVICE: metric.service, catalog.HOOK_STAGE: self.config.stage},
             statistic=statistic,
             period=period,
             label=label,
         )
 
     # --- Expressions shared by the alarms and the dashboard.
+
+    def time_to_scale_or_unserved(self, period: cdk.Duration) -> cw.MathExpression:
+        """The slowest time to scale in the period, or above the target when a scale-up went unserved:
+        an unserved scale-up publishes no time to scale, and must still breach."""
+        breach = self.config.observability.time_to_scale_seconds + 1
+        return cw.MathExpression(
+            expression=f"MAX([FILL(tts, 0), IF(FILL(unserved, 0) > 0, {breach}, 0)])",
+            using_metrics={
+                "tts": self.hook(catalog.TIME_TO_SCALE, "Maximum", period=period),
+                "unserved": self.hook(catalog.UNSERVED_SCALE_UPS, "Sum", period=period),
+            },
+            label="time to scale, or unserved (s)",
+            period=period,
+        )
 
     def requests(self, model: str, period: cdk.Duration, suffix: str = "") -> dict[str, cw.IMetric]:
         return {
@@ -422,7 +440,7 @@ class Observability(Construct):
             ),
             "hpa-at-max": m.hpa_at_max(),
             "gpu-pods-pending": m.hook(catalog.UNSCHEDULABLE_GPU_PODS, "Minimum"),
-            "time-to-scale": m.hook(catalog.TIME_TO_SCALE, "Maximum", period=cdk.Duration.minutes(5)),
+            "time-to-scale": m.time_to_scale_or_unserved(cdk.Duration.minutes(5)),
             "container-restarts": m.hook(catalog.CONTAINER_RESTARTS, "Sum", period=cdk.Duration.minutes(5)),
             "ready-replicas-below-minimum": m.hook(catalog.READY_REPLICAS, "Maximum"),
             "no-metrics": m.triton(catalog.PENDING_REQUESTS, "SampleCount", model=catalog.PIPELINE_MODEL),
@@ -655,11 +673,13 @@ class Observability(Construct):
                     "Scale events and time to scale",
                     [
                         m.hook(catalog.TIME_TO_SCALE, "Maximum", label="time to scale (s)"),
+                        m.hook(catalog.TIME_TO_FULL_SCALE, "Maximum", label="all requested pods serving (s)"),
                         m.hook(catalog.POD_STARTUP, "Maximum", label="pod startup (s)"),
                     ],
                     right=[
                         m.hook(catalog.SCALE_UP_EVENTS, "Sum", label="scale-ups"),
                         m.hook(catalog.SCALE_DOWN_EVENTS, "Sum", label="scale-downs"),
+                        m.hook(catalog.UNSERVED_SCALE_UPS, "Sum", label="unserved scale-ups"),
                     ],
                     annotations=[(obs.time_to_scale_seconds, "target")],
                     left_label="s",
@@ -673,14 +693,26 @@ class Observability(Construct):
                         m.hook(catalog.CONTAINER_RESTARTS, "Sum", label="container restarts"),
                         m.hook(catalog.CRASH_LOOPING_PODS, "Maximum", label="crash-looping pods"),
                         m.hook(catalog.COLLECTION_FAILURES, "Sum", label="scale-event collection failures"),
+                        m.hook(catalog.ORDERING_ERRORS, "Sum", label="scale-event ordering errors"),
+                        m.hook(catalog.SIGNAL_UNAVAILABLE, "Sum", label="scale-ups timed without the signal"),
                     ],
-                    width=12,
                     left_label="count",
+                ),
+                graph(
+                    "Where the time to scale went (stacked)",
+                    [
+                        m.hook(catalog.SIGNAL_TO_DECISION, "Maximum", label="signal -> HPA decision"),
+                        m.hook(catalog.DECISION_TO_SCHEDULED, "Maximum", label="decision -> pod scheduled"),
+                        m.hook(catalog.SCHEDULED_TO_READY, "Maximum", label="scheduled -> containers ready"),
+                        m.hook(catalog.READY_TO_SERVING, "Maximum", label="ready -> NLB target healthy"),
+                    ],
+                    annotations=[(obs.time_to_scale_seconds, "target")],
+                    left_label="s",
+                    stacked=True,
                 ),
                 graph(
                     "Canary check time",
                     [m.hook(catalog.CANARY_LATENCY, "Maximum", label="canary (ms)")],
-                    width=12,
                     left_label="ms",
                 ),
             ],

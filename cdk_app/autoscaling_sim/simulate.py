@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdk_app.autoscaling_sim.cluster import Cluster, ClusterParams
+from cdk_app.autoscaling_sim.cluster import Cluster, ClusterParams, SimPod
 from cdk_app.autoscaling_sim.hpa import (
     DEFAULT_CPU_INITIALIZATION_PERIOD_S,
     DEFAULT_DELAY_OF_INITIAL_READINESS_STATUS_S,
@@ -111,6 +111,9 @@ class SimulationResult:
     decisions: list[Decision] = field(default_factory=list)
     signals: list[tuple[int, float | None, float | None]] = field(default_factory=list)
     pod_startups: list[tuple[float, float, bool]] = field(default_factory=list)
+    #: Every Triton pod with its lifecycle times (created, bound, ready, deleted): the replay tests'
+    #: Kubernetes objects are built from them.
+    pods: list[SimPod] = field(default_factory=list)
 
 
 def needed_replicas(profile: Profile, capacity: PodCapacity, utilisation: float) -> int:
@@ -226,6 +229,7 @@ def simulate(
                 gpus=cluster.gpus(now),
             )
         )
+    result.pods = [pod for pod in cluster.pods if pod.kind == "triton"]
     for pod in cluster.pods:
         if pod.kind == "triton" and pod.bound_at is not None and pod.ready_at is not None and pod.bound_at >= 0:
             node = cluster.node(pod.node or "")

@@ -17,3 +17,7 @@ class StateError(ScaleEventsError):
 
 class StateUnreadable(StateError):
     """The saved state is not what this version writes; the run starts a new baseline."""
+
+
+class StateConflict(StateError):
+    """Another run saved the state first (conditional write failed): this run counted nothing."""

@@ -1,24 +1,31 @@
 """Lambda entry point: scale-event metrics, every minute (EventBridge schedule).
 
-Reads the HPA, the Deployment, its pods and the HPA's rescale events, and publishes
-(EMF, namespace METRICS_NAMESPACE, dimension ``service=radstream-scale-events``):
+Reads the HPA, the Deployment, its pods, the HPA's rescale events and the scaling signal, and
+publishes (EMF, namespace METRICS_NAMESPACE, dimensions ``service=radstream-scale-events`` and
+``Stage=STAGE``; docs/runbook.md explains each figure):
 
 | metric | unit | what |
 |---|---|---|
 | CurrentReplicas, DesiredReplicas | Count | the HPA's status |
 | ReadyReplicas | Count | the Deployment's ready replicas |
-| ScaleUpEvents, ScaleDownEvents | Count | HPA rescales since the last run (each counted once) |
-| TimeToScaleSeconds | Seconds | HPA raised the desired replicas -> that many replicas Ready, per scale-up |
+| ScaleUpEvents, ScaleDownEvents | Count | HPA decisions (new status.lastScaleTime) since the last run, each once |
+| TimeToScaleSeconds | Seconds | signal above target -> the first added pod serving (Ready, NLB target healthy) |
+| TimeToFullScaleSeconds | Seconds | signal above target -> as many pods serving as the HPA asked for |
+| SignalToDecisionSeconds, DecisionToScheduledSeconds | Seconds | its parts (1/2) |
+| ScheduledToReadySeconds, ReadyToServingSeconds | Seconds | its parts (2/2) |
+| UnservedScaleUps | Count | scale-ups not serving by SCALE_UP_DEADLINE_SECONDS or overtaken by a scale-down |
+| OrderingErrors | Count | negative intervals (clock skew, stale reads): logged, the interval not published |
+| SignalUnavailable | Count | scale-ups timed from the HPA's decision: the scaling signal could not be read |
 | PodStartupSeconds | Seconds | pod created -> Ready, once per pod |
 | PodScheduledToReadySeconds | Seconds | pod scheduled -> Ready, once per pod |
 | PendingGpuPods, UnschedulableGpuPods | Count | pods requesting a GPU that are Pending / not scheduled |
 | CrashLoopingPods | Count | pods with a container in CrashLoopBackOff |
 | ContainerRestarts | Count | restarts since the last run (each counted once) |
-| CollectionFailures | Count | 1 when the API was too slow or unreachable: nothing else is published |
+| CollectionFailures | Count | 1 when the API was too slow or unreachable, or the state could not be saved |
 
-The state of what was counted is saved (SSM, STATE_PARAMETER_NAME) before the metrics are
-published; a failed run saves and publishes nothing, and the next run catches up within
-the look-back window. Run with reserved concurrency 1 (see state.py).
+The state of what was counted is saved (DynamoDB, STATE_TABLE_NAME, conditional on its version)
+before the metrics are published: a run that fails, or that lost the race to another run, saves
+and publishes nothing, and the next run catches up within the look-back window.
 """
 
 from __future__ import annotations
@@ -35,9 +42,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas.common import eks_client
 from lambdas.scale_events.collector import ScaleObservation, collect
 from lambdas.scale_events.config import ScaleEventsConfig
-from lambdas.scale_events.errors import InvalidEventError, StateError, StateUnreadable
-from lambdas.scale_events.kube import ApiScaleReader, ScaleReader
-from lambdas.scale_events.state import SsmStateStore, StateStore
+from lambdas.scale_events.errors import InvalidEventError, StateConflict, StateError
+from lambdas.scale_events.kube import ApiScaleReader, PrometheusSignalReader, ScaleReader, SignalReader
+from lambdas.scale_events.state import DynamoStateStore, StateStore
 
 SERVICE = "radstream-scale-events"
 logger = Logger(service=SERVICE)
@@ -56,18 +63,34 @@ def validate_event(event: Any) -> None:
         raise InvalidEventError(f"event source={source!r} detail-type={event.get('detail-type')!r} is not handled")
 
 
-def build_reader(config: ScaleEventsConfig) -> ScaleReader:
-    """The reader over the EKS API, authenticated as this Lambda's role."""
-
+def _api_client(config: ScaleEventsConfig) -> Any:
     def token() -> str:
         return eks_client.generate_token(config.cluster_name, config.region)
 
-    api_client = eks_client.build_api_client(config.cluster_endpoint, config.cluster_ca, token)
-    return ApiScaleReader(api_client, config.kubernetes_timeout_seconds)
+    return eks_client.build_api_client(config.cluster_endpoint, config.cluster_ca, token)
+
+
+def build_reader(config: ScaleEventsConfig) -> ScaleReader:
+    """The reader over the EKS API, authenticated as this Lambda's role."""
+    return ApiScaleReader(_api_client(config), config.kubernetes_timeout_seconds)
+
+
+def build_signal_reader(config: ScaleEventsConfig) -> SignalReader | None:
+    if config.signal is None:
+        return None
+    signal = config.signal
+    return PrometheusSignalReader(
+        _api_client(config), signal.service, signal.query, signal.step_seconds, config.kubernetes_timeout_seconds
+    )
 
 
 def build_state_store(config: ScaleEventsConfig) -> StateStore:
-    return SsmStateStore(boto3.client("ssm", region_name=config.region), config.state_parameter_name)
+    return DynamoStateStore(
+        boto3.client("dynamodb", region_name=config.region),
+        config.state_table_name,
+        key=f"{config.stage}#{config.namespace}/{config.hpa_name}",
+        ttl_seconds=config.state_ttl_seconds,
+    )
 
 
 def publish(observation: ScaleObservation) -> None:
@@ -88,12 +111,20 @@ def publish(observation: ScaleObservation) -> None:
         counts |= {
             "ScaleUpEvents": observation.scale_ups,
             "ScaleDownEvents": observation.scale_downs,
+            "UnservedScaleUps": observation.unserved_scale_ups,
+            "OrderingErrors": observation.ordering_errors,
+            "SignalUnavailable": observation.signal_unavailable,
             "ContainerRestarts": observation.container_restarts,
         }
     for name, count in counts.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
     series = {
         "TimeToScaleSeconds": observation.time_to_scale_s,
+        "TimeToFullScaleSeconds": observation.time_to_full_scale_s,
+        "SignalToDecisionSeconds": observation.signal_to_decision_s,
+        "DecisionToScheduledSeconds": observation.decision_to_scheduled_s,
+        "ScheduledToReadySeconds": observation.scheduled_to_ready_s,
+        "ReadyToServingSeconds": observation.ready_to_serving_s,
         "PodStartupSeconds": observation.pod_startup_s,
         "PodScheduledToReadySeconds": observation.pod_scheduled_to_ready_s,
     }
@@ -109,26 +140,33 @@ def run(
     store: StateStore,
     now: datetime,
     time_left: Callable[[], float] | None = None,
+    signal_factory: Callable[[], SignalReader | None] = lambda: None,
 ) -> dict[str, Any]:
-    """Load the state, collect, save the state, then publish: a run that fails publishes no counts."""
+    """Load the state, collect, save it conditionally, then publish: a failed or lost run publishes no counts."""
+    metrics.set_default_dimensions(Stage=config.stage)
     try:
-        try:
-            previous = store.load()
-        except StateUnreadable as error:
-            logger.warning(f"{error}; recording a new baseline")
-            previous = None
+        loaded = store.load()
+        if loaded.state is None and loaded.version > 0:
+            logger.warning("saved state is unreadable; recording a new baseline")
         observation, state = collect(
             reader_factory(),
             namespace=config.namespace,
             deployment_name=config.deployment_name,
             hpa_name=config.hpa_name,
-            previous=previous,
+            previous=loaded.state,
             now=now,
             lookback_s=config.lookback_seconds,
+            deadline_s=config.scale_up_deadline_seconds,
+            signal=signal_factory(),
+            signal_target=config.signal.target if config.signal is not None else 0.0,
             time_left=time_left,
             call_budget_s=config.kubernetes_timeout_seconds,
         )
-        store.save(state)
+        store.save(state, loaded.version, now.timestamp())
+    except StateConflict as error:
+        # Another run counted this interval and published it: publishing here would count it twice.
+        logger.warning(str(error))
+        return {"ok": False, "reason": str(error)}
     except (eks_client.KubernetesUnavailable, eks_client.KubernetesAuthError, StateError) as error:
         # Nothing saved, nothing counted: the next run catches up within the look-back window.
         logger.error(f"scale-event collection failed: {error}")
@@ -160,7 +198,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     config = ScaleEventsConfig.from_env()
     metrics.namespace = config.metrics_namespace
     store = build_state_store(config)
-    return run(config, lambda: build_reader(config), store, utc_now(), _time_left(context))
+    return run(
+        config,
+        lambda: build_reader(config),
+        store,
+        utc_now(),
+        _time_left(context),
+        lambda: build_signal_reader(config),
+    )
 
 
 # The function the Lambda runtime calls ("handler.handler" with the CDK app's index/handler settings).

@@ -77,3 +77,57 @@ class ApiScaleReader:
             ),
         )
         return list(events.items or [])
+
+
+class SignalReader(Protocol):
+    """The scaling signal's evaluations: (epoch seconds, value), oldest first; raises KubernetesUnavailable."""
+
+    def samples(self, start: float, end: float) -> list[tuple[float, float]]: ...
+
+
+class PrometheusSignalReader:
+    """The recording rule's series from the in-cluster Prometheus, through the API server's service proxy.
+
+    ``GET /api/v1/namespaces/{ns}/services/{scheme}:{name}:{port}/proxy/api/v1/query_range`` (Kubernetes
+    API: the service proxy subresource, which needs ``get`` on ``services/proxy``) runs Prometheus'
+    range query (https://prometheus.io/docs/prometheus/latest/querying/api/#range-queries); ``step``
+    is the rule evaluation interval, so each sample is one evaluation.
+    """
+
+    def __init__(self, api_client: k8s.ApiClient, service: str, query: str, step_s: float, timeout_s: float) -> None:
+        namespace, _, target = service.partition("/")
+        self._api = api_client
+        self._path = f"/api/v1/namespaces/{namespace}/services/{target}/proxy/api/v1/query_range"
+        self._query = query
+        self._step = step_s
+        self._timeout = (timeout_s, timeout_s)
+
+    def samples(self, start: float, end: float) -> list[tuple[float, float]]:
+        answer = eks_client.call_api(
+            f"query the scaling signal ({self._query})",
+            lambda: self._api.call_api(
+                self._path,
+                "GET",
+                query_params=[
+                    ("query", self._query),
+                    ("start", f"{start:.3f}"),
+                    ("end", f"{end:.3f}"),
+                    ("step", f"{self._step:g}"),
+                ],
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                response_type="object",
+                _return_http_data_only=True,
+                _request_timeout=self._timeout,
+            ),
+        )
+        return parse_range_answer(answer)
+
+
+def parse_range_answer(answer: Any) -> list[tuple[float, float]]:
+    """Prometheus' ``{"status": "success", "data": {"resultType": "matrix", "result": [{"values": ...}]}}``."""
+    if not isinstance(answer, dict) or answer.get("status") != "success":
+        raise eks_client.KubernetesUnavailable(f"Prometheus answered {str(answer)[:200]}")
+    series = answer.get("data", {}).get("result", [])
+    values = series[0].get("values", []) if series else []
+    return [(float(at), float(value)) for at, value in values]

@@ -1,17 +1,20 @@
-"""What earlier runs already counted, kept in one SSM parameter so that nothing is counted twice.
+"""What earlier runs already counted, in one DynamoDB item written with a conditional put.
 
-The state holds, for the look-back window only:
+The state holds:
 
-* ``events``: per HPA event UID, how many occurrences (the Event's ``count``) were counted and
-  when it last occurred. Kubernetes folds a repeated identical event into the same object and
-  raises its ``count``, so the key is the UID and the new occurrences are the count's increase.
-* ``pods``: per pod UID, the restart total already counted and whether its startup time was
-  published (once per pod).
-* ``scale_ups``: scale-ups seen but not yet served by enough Ready replicas (time-to-scale is
-  published when they are, or dropped once older than the look-back window).
+* ``hpa``: the HPA's ``status.lastScaleTime`` and ``desiredReplicas`` the last run saw. A scale
+  decision is a new ``lastScaleTime``: the HPA controller sets it exactly once per rescale
+  (pkg/controller/podautoscaler/horizontal.go, ``setStatus`` after a successful scale update), so
+  the count never depends on how the event recorder folded, combined, re-created or dropped the
+  ``SuccessfulRescale`` Events (client-go tools/record/events_cache.go).
+* ``pods``: per pod UID, the restart total already counted and whether its startup was published.
+* ``scale_ups``: scale-ups seen but not yet served (time to scale is published when they are;
+  ``UnservedScaleUps`` once when their deadline passes unserved).
 
-Anything older than the window is neither counted nor remembered, so the state stays small
-(a few hundred bytes for this workload; SSM Intelligent-Tiering allows up to 8 KB).
+The item carries a ``version``: ``save`` writes only if the version is still the one ``load``
+read (DynamoDB condition expression), so two runs that raced (a duplicate delivery, a retry)
+cannot both count: the loser raises StateConflict and publishes nothing. ``expires_at`` is the
+table's TTL attribute, refreshed by every save; it is kept above the Event TTL (1 h).
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ from typing import Any, Final, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambdas.scale_events.errors import StateError, StateUnreadable
+from lambdas.scale_events.errors import StateConflict, StateError, StateUnreadable
 
-VERSION: Final = 1
-MAX_STATE_BYTES: Final = 8192
+FORMAT: Final = 2
 
 
 @dataclass(frozen=True)
@@ -37,25 +39,33 @@ class PodMemory:
 
 @dataclass(frozen=True)
 class OpenScaleUp:
-    key: str  # "<event uid>:<occurrence count>"
-    at: float  # epoch seconds when the HPA raised the desired replicas
+    key: str  # "hpa:<lastScaleTime epoch>"
+    at: float  # epoch seconds of the decision (the HPA's lastScaleTime)
     target: int  # the desired replicas it raised them to
+    signal_at: float | None = None  # first evaluation at which the scaling signal crossed its target
+    unserved_reported: bool = False  # UnservedScaleUps already published for it
+    base: int = 0  # the desired replicas before the decision: the first added pod is serving pod base + 1
+    first_reported: bool = False  # TimeToScaleSeconds (first added pod serving) already published
 
 
 @dataclass
 class ScaleState:
-    events: dict[str, tuple[int, float]] = field(default_factory=dict)
+    last_scale_time: float | None = None
+    desired: int | None = None
     pods: dict[str, PodMemory] = field(default_factory=dict)
     scale_ups: list[OpenScaleUp] = field(default_factory=list)
     updated_at: float | None = None
 
     def to_json(self) -> str:
         document = {
-            "v": VERSION,
+            "v": FORMAT,
             "updated_at": self.updated_at,
-            "events": {uid: [count, at] for uid, (count, at) in sorted(self.events.items())},
+            "hpa": [self.last_scale_time, self.desired],
             "pods": {uid: [p.restarts, int(p.startup_reported), p.seen_at] for uid, p in sorted(self.pods.items())},
-            "scale_ups": [[s.key, s.at, s.target] for s in self.scale_ups],
+            "scale_ups": [
+                [s.key, s.at, s.target, s.signal_at, int(s.unserved_reported), s.base, int(s.first_reported)]
+                for s in self.scale_ups
+            ],
         }
         return json.dumps(document, separators=(",", ":"))
 
@@ -64,58 +74,82 @@ class ScaleState:
         """Parse a saved state; raises StateUnreadable for anything this version did not write."""
         try:
             document: Any = json.loads(text)
-            if not isinstance(document, dict) or document.get("v") != VERSION:
-                raise ValueError(f"unknown state version {document.get('v') if isinstance(document, dict) else None}")
+            if not isinstance(document, dict) or document.get("v") != FORMAT:
+                raise ValueError(f"unknown state format {document.get('v') if isinstance(document, dict) else None}")
+            last, desired = document["hpa"]
             return cls(
-                events={str(uid): (int(v[0]), float(v[1])) for uid, v in document["events"].items()},
+                last_scale_time=None if last is None else float(last),
+                desired=None if desired is None else int(desired),
                 pods={str(uid): PodMemory(int(v[0]), bool(v[1]), float(v[2])) for uid, v in document["pods"].items()},
-                scale_ups=[OpenScaleUp(str(k), float(at), int(t)) for k, at, t in document["scale_ups"]],
+                scale_ups=[
+                    OpenScaleUp(
+                        str(k), float(at), int(t), None if sig is None else float(sig), bool(flag), int(b), bool(f)
+                    )
+                    for k, at, t, sig, flag, b, f in document["scale_ups"]
+                ],
                 updated_at=None if document.get("updated_at") is None else float(document["updated_at"]),
             )
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             raise StateUnreadable(f"saved state is unreadable: {type(error).__name__}: {error}") from None
 
 
+@dataclass(frozen=True)
+class Loaded:
+    state: ScaleState | None  # None: nothing saved yet (or unreadable): the run records a baseline
+    version: int  # 0 when there is no item
+
+
 class StateStore(Protocol):
-    def load(self) -> ScaleState | None: ...
+    def load(self) -> Loaded: ...
 
-    def save(self, state: ScaleState) -> None: ...
+    def save(self, state: ScaleState, expected_version: int, now: float) -> None: ...
 
 
-class SsmStateStore:
-    """The state in one SSM String parameter (created on first save).
+class DynamoStateStore:
+    """The state in one item (``pk`` = the stage's key) of an on-demand, encrypted table with TTL."""
 
-    Run the function with reserved concurrency 1: SSM has no conditional write, and one run
-    at a time is what makes "read, count, save" safe against a duplicate delivery.
-    """
+    def __init__(self, dynamodb_client: Any, table_name: str, key: str, ttl_seconds: float) -> None:
+        self._ddb = dynamodb_client
+        self.table_name = table_name
+        self.key = key
+        self.ttl_seconds = ttl_seconds
 
-    def __init__(self, ssm_client: Any, parameter_name: str) -> None:
-        self._ssm = ssm_client
-        self.parameter_name = parameter_name
-
-    def load(self) -> ScaleState | None:
-        """The saved state, or None when there is none yet."""
+    def load(self) -> Loaded:
         try:
-            answer = self._ssm.get_parameter(Name=self.parameter_name)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ParameterNotFound":
-                return None
-            raise StateError(f"cannot read SSM parameter {self.parameter_name}: {error}") from error
-        except BotoCoreError as error:
-            raise StateError(f"cannot read SSM parameter {self.parameter_name}: {error}") from error
-        return ScaleState.from_json(str(answer["Parameter"]["Value"]))
-
-    def save(self, state: ScaleState) -> None:
-        value = state.to_json()
-        if len(value.encode("utf-8")) > MAX_STATE_BYTES:
-            raise StateError(f"state is {len(value)} bytes, over SSM's {MAX_STATE_BYTES}: lower LOOKBACK_SECONDS")
-        try:
-            self._ssm.put_parameter(
-                Name=self.parameter_name,
-                Value=value,
-                Type="String",
-                Overwrite=True,
-                Tier="Intelligent-Tiering",
-            )
+            answer = self._ddb.get_item(TableName=self.table_name, Key={"pk": {"S": self.key}}, ConsistentRead=True)
         except (ClientError, BotoCoreError) as error:
-            raise StateError(f"cannot save SSM parameter {self.parameter_name}: {error}") from error
+            raise StateError(f"cannot read the state from {self.table_name}: {error}") from error
+        item = answer.get("Item")
+        if item is None:
+            return Loaded(None, 0)
+        version = int(item["version"]["N"])
+        try:
+            return Loaded(ScaleState.from_json(item["state"]["S"]), version)
+        except StateUnreadable:
+            # Unreadable (an older format): a baseline, but saved over this version, not around it.
+            return Loaded(None, version)
+
+    def save(self, state: ScaleState, expected_version: int, now: float) -> None:
+        item = {
+            "pk": {"S": self.key},
+            "version": {"N": str(expected_version + 1)},
+            "state": {"S": state.to_json()},
+            "expires_at": {"N": str(int(now + self.ttl_seconds))},
+        }
+        if expected_version == 0:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "version = :expected",
+                "ExpressionAttributeValues": {":expected": {"N": str(expected_version)}},
+            }
+        try:
+            self._ddb.put_item(TableName=self.table_name, Item=item, **condition)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise StateConflict(
+                    f"state version {expected_version} was overwritten by another run: this run publishes nothing"
+                ) from error
+            raise StateError(f"cannot save the state to {self.table_name}: {error}") from error
+        except BotoCoreError as error:
+            raise StateError(f"cannot save the state to {self.table_name}: {error}") from error

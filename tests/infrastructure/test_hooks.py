@@ -136,3 +136,31 @@ def test_endpoint_address_and_state_machine_arn_are_published(dev):
     outputs = set(dev.json["Outputs"])
     assert any(k.startswith("InferenceApiStateMachineArn") for k in outputs)
     assert "TritonUrlParameter" in outputs
+
+
+def test_every_hook_publishes_its_stage(dev):
+    for properties in _functions(dev).values():
+        assert properties["Environment"]["Variables"]["STAGE"] == dev.config.stage
+
+
+def test_scale_event_state_is_a_versioned_dynamodb_item_the_stack_does_not_own(dev):
+    """On-demand, encrypted, TTL above the Event TTL; no SSM parameter CloudFormation would reset."""
+    (table_id, table) = next(iter(dev.resources("AWS::DynamoDB::Table").items()))
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert "Item" not in json.dumps(props), "the table's items are the Lambda's data, not the template's"
+    assert not any("scale-events-state" in json.dumps(p) for p in dev.resources("AWS::SSM::Parameter").values())
+    env = _functions(dev)["HooksScaleEvents"]["Environment"]["Variables"]
+    assert env["STATE_TABLE_NAME"] == {"Ref": table_id}
+    assert int(env["STATE_TTL_SECONDS"]) >= 3600
+    assert env["SCALE_UP_DEADLINE_SECONDS"] == str(dev.config.observability.time_to_scale_seconds)
+    assert env["SIGNAL_QUERY"] == 'avg(radstream:triton_queue_time_per_request_us{namespace="radstream"})'
+    assert env["SIGNAL_TARGET"] == str(dev.config.autoscaling.queue_time_target_us)
+    policies = json.dumps(
+        [p["Properties"] for k, p in dev.resources("AWS::IAM::Policy").items() if k.startswith("HooksScaleEvents")]
+    )
+    assert '"dynamodb:GetItem"' in policies and '"dynamodb:PutItem"' in policies
+    assert "ssm:PutParameter" not in policies

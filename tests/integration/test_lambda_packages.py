@@ -73,7 +73,12 @@ with mock_aws():
 """,
     "scale_events": """
 with mock_aws():
-    boto3.client("ssm").put_parameter(Name="/radstream/dev/scale-events-state", Value="{}", Type="String")
+    boto3.client("dynamodb").create_table(
+        TableName="radstream-dev-scale-events-state",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     handler = getattr(importlib.import_module(module_name), attribute)
     outcome(lambda: handler(json.loads(sys.argv[3]), Context()))
 """,
@@ -129,7 +134,7 @@ def hook_environment(hook: str, address: str) -> dict[str, str]:
             "TRITON_TIMEOUT_SECONDS": "2",
         }
     if hook == "scale_events":
-        return cluster | {"STATE_PARAMETER_NAME": "/radstream/dev/scale-events-state"}
+        return cluster | {"STAGE": "dev", "STATE_TABLE_NAME": "radstream-dev-scale-events-state"}
     return {
         "TRITON_URL_PARAMETER": "/radstream/dev/triton-url",
         "RESULTS_BUCKET": "radstream-results",
