@@ -55,4 +55,3 @@ class ApiKubernetesReader:
 def selector_string(match_labels: dict[str, str] | None) -> str:
     """A Deployment's ``spec.selector.matchLabels`` as a label selector (``a=b,c=d``)."""
     return ",".join(f"{key}={value}" for key, value in sorted((match_labels or {}).items()))
-

@@ -62,6 +62,9 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         "ROLLOUT_TIMEOUT_SECONDS": "60",
         # Generous: the CPU server may share the machine with other tests.
         "TRITON_TIMEOUT_SECONDS": "120",
+        # A failing Triton check is retried until this deadline (the NLB may lag the rollout): short here.
+        "TRITON_DEADLINE_SECONDS": "1",
+        "TRITON_RETRY_SECONDS": "0.2",
         "METRICS_NAMESPACE": "RadStream/Hooks",
     }
     for name, value in env.items():
