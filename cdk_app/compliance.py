@@ -24,7 +24,7 @@ KUBECTL_FRAMEWORK = "Cluster/Cluster/KubectlProvider/Provider/framework-onEvent"
 ECR_COPY = "Custom::CDKECRDeploymentbd07c930edb94112a20f03f096f53666512MiB"
 BUCKET_UPLOAD = "Custom::CDKBucketDeployment8693BB64968944B69AAFB0CC9EB8756C"
 AWS = "AwsSolutions::AwsSolutions-"
-HOOK_FUNCTIONS = ("HealthCheck", "ScaleEvents", "InferenceEndpoint")
+HOOK_FUNCTIONS = ("HealthCheck", "Canary", "ScaleEvents", "InferenceEndpoint")
 HIPAA = "HIPAA.Security::HIPAA.Security-"
 
 
