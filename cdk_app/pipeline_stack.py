@@ -58,13 +58,13 @@ class RadStreamStage(cdk.Stage):
 # On a function error the step prints the gate's own one-line reason (errorMessage) and fails.
 HEALTH_GATE_COMMANDS: tuple[str, ...] = (
     'AWS_MAX_ATTEMPTS=1 aws lambda invoke --function-name "$HEALTH_FUNCTION" '
-    "--payload '{\"source\": \"pipeline\"}' --cli-binary-format raw-in-base64-out "
+    '--payload \'{"source": "pipeline"}\' --cli-binary-format raw-in-base64-out '
     "--cli-read-timeout 0 --cli-connect-timeout 10 gate.json > invoke.json",
     "cat invoke.json",
     "if grep -q FunctionError invoke.json; then "
-    "python3 -c 'import json; print(json.load(open(\"gate.json\")).get(\"errorMessage\", \"health gate failed\"))'; "
+    'python3 -c \'import json; print(json.load(open("gate.json")).get("errorMessage", "health gate failed"))\'; '
     "exit 1; fi",
-    "python3 -c 'import json; print(json.load(open(\"gate.json\"))[\"summary\"])'",
+    'python3 -c \'import json; print(json.load(open("gate.json"))["summary"])\'',
 )
 
 
