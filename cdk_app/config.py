@@ -696,7 +696,7 @@ def _validate_gate_budget(config: PlatformConfig) -> None:
     _require(
         budget.progress_deadline_seconds < budget.rollout_seconds,
         f"the Deployment's progressDeadlineSeconds={budget.progress_deadline_seconds} must be below the gate's "
-        f"rollout budget of {budget.rollout_seconds} s, so a stuck rollout is reported as such before the gate gives up",
+        f"rollout budget of {budget.rollout_seconds} s, so a stuck rollout is reported before the gate gives up",
     )
     canary_need = hooks.gate_triton_calls * hooks.canary_triton_timeout_seconds + hooks.gate_report_margin_seconds // 3
     _require(

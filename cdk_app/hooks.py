@@ -28,7 +28,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from aws_cdk import triggers
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from cdk_app.config import PlatformConfig, gate_budget
 from cdk_app.lambda_bundling import ARCHITECTURES, hook_code
@@ -190,7 +190,7 @@ class Hooks(Construct):
             triton_url.grant_read(function)
 
         # Read-only Kubernetes access, to the workload's namespace only (the canary needs none).
-        self.access_entries: dict[str, Construct] = {}
+        self.access_entries: dict[str, IConstruct] = {}
         for name, function in (("HealthCheck", self.health_check), ("ScaleEvents", self.scale_events)):
             role = function.role
             assert role is not None

@@ -110,15 +110,13 @@ def deployment_status(deployment: Any) -> DeploymentStatus:
     progressing = _condition(deployment, "Progressing")
     if progressing is not None and progressing.reason == TIMED_OUT_REASON:
         return DeploymentStatus("", False, f'deployment "{name}" exceeded its progress deadline')
+    waiting = f'Waiting for deployment "{name}" rollout to finish:'
     if spec.replicas is not None and updated < int(spec.replicas):
-        message = f'Waiting for deployment "{name}" rollout to finish: {updated} out of {spec.replicas} new replicas have been updated...'
-        return DeploymentStatus(message, False)
+        return DeploymentStatus(f"{waiting} {updated} out of {spec.replicas} new replicas have been updated...", False)
     if total > updated:
-        message = f'Waiting for deployment "{name}" rollout to finish: {total - updated} old replicas are pending termination...'
-        return DeploymentStatus(message, False)
+        return DeploymentStatus(f"{waiting} {total - updated} old replicas are pending termination...", False)
     if available < updated:
-        message = f'Waiting for deployment "{name}" rollout to finish: {available} of {updated} updated replicas are available...'
-        return DeploymentStatus(message, False)
+        return DeploymentStatus(f"{waiting} {available} of {updated} updated replicas are available...", False)
     return DeploymentStatus(f'deployment "{name}" successfully rolled out', True)
 
 
