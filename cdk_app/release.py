@@ -57,3 +57,21 @@ def gate_environment(
         "GATE_MODEL_REPOSITORY_HASH": model_repository_hash(model_directory),
         "GATE_WORKLOAD_HASH": workload_hash(objects, image_uri),
     }
+
+
+def main() -> None:
+    """``python -m cdk_app.release``: each stage's gate budget and this checkout's model repository hash."""
+    from cdk_app.config import STAGES, gate_budget, load_config
+
+    for stage in STAGES:
+        config = load_config(stage)
+        budget = gate_budget(config)
+        print(
+            f"{stage}: {budget.describe()}; Lambda timeout {config.hooks.health_gate_timeout_seconds} s; "
+            f"progressDeadlineSeconds {budget.progress_deadline_seconds}"
+        )
+    print(f"model repository hash: {model_repository_hash()}")
+
+
+if __name__ == "__main__":
+    main()
