@@ -99,6 +99,21 @@ def test_each_change_of_what_the_gate_protects_runs_the_gate_again(
     assert after["trigger"]["HandlerArn"] != before["trigger"]["HandlerArn"]
 
 
+def test_a_change_outside_what_the_gate_protects_does_not_run_it_again(
+    dev, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An alarm threshold is not part of the release: the Trigger's properties stay as they were."""
+    from dataclasses import replace
+
+    from cdk_app import config as config_module
+
+    dev_config = config_module.STAGES["dev"]
+    observability = replace(dev_config.observability, error_rate_percent=2.0)
+    monkeypatch.setitem(config_module.STAGES, "dev", replace(dev_config, observability=observability))
+    after = _gate_view(_synth(tmp_path / "out"))
+    assert after == _gate_view(dev.json)
+
+
 def test_the_gate_runs_only_after_its_access_entry_exists(dev):
     """Defect 6: the gate's first Kubernetes call must not race its EKS access entry (401, rollback)."""
     entries = {k for k, v in dev.resources("AWS::EKS::AccessEntry").items() if "HealthCheck" in k}
