@@ -58,6 +58,9 @@ NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
 # in a namespace with this label (IP targets only): a pod is Ready only once it is a healthy NLB target.
 # https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/deploy/pod_readiness_gate/
 READINESS_GATE_INJECT_LABEL: Final = "elbv2.k8s.aws/pod-readiness-gate-inject"
+# The webhook acts only at pod creation: this annotation (new with the label) rolls the pods of an
+# existing cluster once, so that every Triton pod gets the gate.
+POD_TEMPLATE_ANNOTATIONS: Final = {"radstream/nlb-readiness-gate": "target-health"}
 
 
 def selector_labels(workload: WorkloadConfig) -> dict[str, str]:
@@ -283,7 +286,7 @@ def deployment(
             # Surge new pods before removing old ones: capacity never drops during a rollout.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling},
             "template": {
-                "metadata": {"labels": common_labels(workload)},
+                "metadata": {"labels": common_labels(workload), "annotations": dict(POD_TEMPLATE_ANNOTATIONS)},
                 "spec": _pod_spec(config, image_uri, model_repository),
             },
         },

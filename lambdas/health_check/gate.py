@@ -231,6 +231,8 @@ def run_gate(
     else:
         data = {"status": result.status.to_dict(), "polls": result.polls}
         detail = f"{result.status.message} after {result.elapsed_s:.1f} s"
+        if result.status.notes:
+            detail += f" ({len(result.status.notes)} pods without the NLB readiness gate: target health left to Triton)"
         report.steps.append(StepResult("rollout", True, detail, _elapsed_ms(step_started, clock), data))
         _triton_step(
             report, config, get_parameter, triton_check, clock, deadline_s=config.triton_deadline_seconds, sleep=sleep

@@ -18,10 +18,14 @@ On top of kubectl, two checks that matter behind an NLB with IP targets:
   back-off during a fix-forward does not fail the fix; and only after *repeated* back-off: a
   container restarted at least ``crash_restarts`` times, or seen in back-off in
   ``backoff_polls`` consecutive polls (a first transient ``ImagePullBackOff`` is waited out).
-* With ``require_target_health`` every pod of the newest ReplicaSet must carry the AWS Load
+* With ``require_target_health`` every pod of the newest ReplicaSet that carries the AWS Load
   Balancer Controller's readiness gate (``target-health.elbv2.k8s.aws/<binding>``, injected when the
-  namespace has ``elbv2.k8s.aws/pod-readiness-gate-inject: enabled``) and that condition must be
-  True: the pod is registered and healthy in the NLB's target group, not ``initial`` or ``draining``.
+  namespace has ``elbv2.k8s.aws/pod-readiness-gate-inject: enabled``) must have that condition True:
+  the pod is registered and healthy in the NLB's target group, not ``initial`` or ``draining``.
+  The webhook injects the gate only into pods created after the NLB's TargetGroupBinding exists, so
+  on a cluster's very first deploy the pods may have none: then the rollout is judged without it,
+  the report says so (``notes``), and the gate's Triton step, retried through the NLB, is what
+  proves a healthy target. Every later rollout's pods carry the gate.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class RolloutStatus:
     broken_pods: tuple[str, ...] = ()
     deadline_exceeded: bool = False
     backing_off: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -201,8 +206,9 @@ class BackoffTracker:
         return broken, backing_off
 
 
-def _target_health_problem(pods: Sequence[Any]) -> str | None:
-    """Why the newest pods are not yet healthy NLB targets, or None."""
+def target_health(pods: Sequence[Any]) -> tuple[str | None, list[str]]:
+    """(why the newest pods are not yet healthy NLB targets or None, notes on pods without the gate)."""
+    notes: list[str] = []
     for pod in pods:
         gates = [
             gate.condition_type
@@ -210,17 +216,19 @@ def _target_health_problem(pods: Sequence[Any]) -> str | None:
             if gate.condition_type.startswith(TARGET_HEALTH_PREFIX)
         ]
         if not gates:
-            return (
-                f"pod {pod.metadata.name} has no {TARGET_HEALTH_PREFIX} readiness gate "
-                "(is the namespace labelled elbv2.k8s.aws/pod-readiness-gate-inject=enabled?)"
+            notes.append(
+                f"pod {pod.metadata.name} has no {TARGET_HEALTH_PREFIX} readiness gate (created before the NLB's "
+                "TargetGroupBinding, or the namespace lacks elbv2.k8s.aws/pod-readiness-gate-inject=enabled): "
+                "its NLB target health is not verified here"
             )
+            continue
         conditions = {c.type: c for c in (pod.status.conditions or [])}
         for gate in gates:
             condition = conditions.get(gate)
             if condition is None or condition.status != "True":
                 reason = (condition.reason or condition.message or condition.status) if condition else "not set"
-                return f"pod {pod.metadata.name} is not a healthy NLB target yet ({gate}: {reason})"
-    return None
+                return f"pod {pod.metadata.name} is not a healthy NLB target yet ({gate}: {reason})", notes
+    return None, notes
 
 
 def rollout_status(
@@ -245,8 +253,12 @@ def rollout_status(
     newest = newest_pods(pods, newest_template_hash(deployment, replica_sets))
     broken, backing_off = tracker.observe(newest)
 
+    notes: list[str] = []
+
     def result(complete: bool, message: str, deadline_exceeded: bool = False) -> RolloutStatus:
-        return RolloutStatus(desired, *counts, complete, message, tuple(broken), deadline_exceeded, tuple(backing_off))
+        return RolloutStatus(
+            desired, *counts, complete, message, tuple(broken), deadline_exceeded, tuple(backing_off), tuple(notes)
+        )
 
     verdict = deployment_status(deployment)
     if verdict.error is not None:
@@ -258,7 +270,9 @@ def rollout_status(
     if broken:
         return result(False, "rolled out, but pods of the newest ReplicaSet are failing")
     if policy.require_target_health:
-        problem = _target_health_problem(newest) if newest else "the newest ReplicaSet's pods are not known yet"
+        if not newest:
+            return result(False, "the newest ReplicaSet's pods are not known yet")
+        problem, notes = target_health(newest)
         if problem is not None:
             return result(False, problem)
     return result(True, f"{verdict.message}: {counts[1]}/{desired} replicas ready")

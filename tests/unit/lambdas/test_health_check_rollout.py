@@ -241,8 +241,9 @@ def test_an_image_pull_back_off_seen_in_repeated_polls_fails_the_wait() -> None:
     assert clock.sleeps == [5, 5], "broken after the third consecutive poll in back-off"
 
 
-def test_pods_without_the_nlb_readiness_gate_are_not_a_complete_rollout() -> None:
-    """Defect 3: Ready pods without the target-health gate may be only initial targets in the NLB."""
+def test_pods_without_the_nlb_readiness_gate_are_reported_as_unverified() -> None:
+    """Pods created before the NLB's TargetGroupBinding (a cluster's first deploy) carry no gate: the
+    rollout is judged without it and says so; the gate's Triton step then proves a healthy target."""
     pods = [
         fx.pod(
             f"{fx.DEPLOYMENT}-5d8f7c9b6d-nogat",
@@ -255,13 +256,18 @@ def test_pods_without_the_nlb_readiness_gate_are_not_a_complete_rollout() -> Non
         fx.steady_pods()[1],
     ]
     status = _status(fx.deployment(), pods)
+    assert status.complete
+    (note,) = status.notes
+    assert note.startswith(f"pod {fx.DEPLOYMENT}-5d8f7c9b6d-nogat has no target-health.elbv2.k8s.aws/ readiness gate")
+    assert _status(fx.deployment(), fx.steady_pods()).notes == ()
+
+
+def test_a_pod_of_the_newest_replica_set_must_be_known_when_target_health_is_required() -> None:
+    status = _status(fx.deployment(), fx.steady_pods(), replica_sets=[])
     assert not status.complete
-    assert "has no target-health.elbv2.k8s.aws/ readiness gate" in status.message
+    assert status.message == "the newest ReplicaSet's pods are not known yet"
     relaxed = rollout_status(
-        fx.to_model(fx.deployment()),
-        _models(pods),
-        _models([fx.replica_set()]),
-        policy=RolloutPolicy(require_target_health=False),
+        fx.to_model(fx.deployment()), _models(fx.steady_pods()), [], policy=RolloutPolicy(require_target_health=False)
     )
     assert relaxed.complete
 
