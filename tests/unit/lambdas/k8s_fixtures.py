@@ -531,6 +531,7 @@ class Cluster:
     deployment: Obj | None = field(default_factory=deployment)
     hpa: Obj | None = field(default_factory=lambda: hpa(current=2, desired=2))
     pods: list[Obj] = field(default_factory=steady_pods)
+    replica_sets: list[Obj] = field(default_factory=lambda: [replica_set()])
     events: list[Obj] = field(default_factory=list)
     # Pods that the list still shows but that are gone by the time they are read (404).
     vanished: set[str] = field(default_factory=set)
@@ -563,6 +564,11 @@ def route(cluster: Cluster, path: str, query: dict[str, list[str]]) -> tuple[int
         wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
         pods = [p for p in cluster.pods if wanted.items() <= p["metadata"]["labels"].items()]
         return 200, pod_list(pods)
+    if path == f"{base_apps}/replicasets":
+        selector = query.get("labelSelector", [""])[0]
+        wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
+        items = [r for r in cluster.replica_sets if wanted.items() <= r["metadata"]["labels"].items()]
+        return 200, {"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": items}
     if path.startswith(f"{base_core}/pods/"):
         name = path.rsplit("/", 1)[1]
         found = [p for p in cluster.pods if p["metadata"]["name"] == name and name not in cluster.vanished]
