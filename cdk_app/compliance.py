@@ -32,7 +32,7 @@ KUBECTL_FRAMEWORK = "Cluster/Cluster/KubectlProvider/Provider/framework-onEvent"
 ECR_COPY = f"Custom::CDKECRDeploymentbd07c930edb94112a20f03f096f53666{RegistryConfig().image_copy_memory_mb}MiB"
 BUCKET_UPLOAD = "Custom::CDKBucketDeployment8693BB64968944B69AAFB0CC9EB8756C"
 AWS = "AwsSolutions::AwsSolutions-"
-HOOK_FUNCTIONS = ("HealthCheck", "ScaleEvents", "InferenceEndpoint")
+HOOK_FUNCTIONS = ("HealthCheck", "Canary", "ScaleEvents", "InferenceEndpoint")
 HIPAA = "HIPAA.Security::HIPAA.Security-"
 
 

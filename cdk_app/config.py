@@ -240,6 +240,17 @@ class WorkloadConfig:
     liveness_period_seconds: int = 10
     pdb_max_unavailable: int = 1
     run_as_user: int = 10001
+    # Rolling update: surge one new pod before removing an old one, so capacity never drops.
+    rollout_max_surge: int = 1
+    rollout_max_unavailable: int = 0
+    # The internal NLB's target health check: a new IP target turns healthy after interval x threshold
+    # (the pod's NLB readiness gate waits for it).
+    nlb_health_check_interval_seconds: int = 10
+    nlb_healthy_threshold: int = 3
+
+    @property
+    def nlb_registration_seconds(self) -> int:
+        return self.nlb_health_check_interval_seconds * self.nlb_healthy_threshold
 
     @property
     def in_cluster_address(self) -> str:
@@ -387,6 +398,7 @@ LAMBDA_CRASH_RETRY = RetryConfig(interval_seconds=5, backoff_rate=2.0, max_delay
 # What the hooks can be deployed as (cdk_app/hooks.py maps them to CDK's objects).
 LAMBDA_PYTHON_RUNTIMES = ("python3.12",)
 LAMBDA_ARCHITECTURES = ("arm64", "x86_64")
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -400,9 +412,24 @@ class HooksConfig:
     # Graviton: cheaper per GB-second; the package's wheels are picked for it (cdk_app/lambda_bundling.py).
     lambda_architecture: str = "arm64"
     log_retention_days: int = 365
-    health_gate_timeout_seconds: int = 600
-    rollout_timeout_seconds: int = 480
+    # The gate's Lambda (and Trigger) timeout: Lambda's maximum; GateBudget must fit in it (checked at synth).
+    health_gate_timeout_seconds: int = 900
+    # The gate's and the canary's Triton calls (health and one small inference: milliseconds when healthy).
+    gate_triton_timeout_seconds: int = 10
+    # After the rollout, the gate retries the Triton checks until this deadline (a target just turned healthy).
+    gate_triton_deadline_seconds: int = 90
+    gate_triton_retry_seconds: int = 5
+    # Calls of one Triton check: live, ready, the four models, the smoke inference (triton/health_check.py).
+    gate_triton_calls: int = 7
+    # Left for writing the report and the metrics after the last step.
+    gate_report_margin_seconds: int = 30
+    # A container counts as broken after this many restarts, or this many consecutive polls in back-off.
+    gate_crash_restarts: int = 3
+    gate_backoff_polls: int = 3
     canary_timeout_seconds: int = 50
+    canary_triton_timeout_seconds: int = 5
+    # A canary event older than this is dropped: a late Availability datapoint is a wrong one.
+    canary_max_event_age_seconds: int = 60
     scale_events_timeout_seconds: int = 50
     # Scale-event dedup state: DynamoDB TTL, at least the API server's Event TTL (1 h) and the look-back.
     scale_events_state_ttl_seconds: int = 7200
@@ -425,7 +452,9 @@ class HooksConfig:
     inference_memory_mb: int = 1024
     inference_reserved_concurrency: int = 20
     health_gate_reserved_concurrency: int = 2
-    # One writer of the scale-events state parameter, so runs never race on it.
+    # One canary a minute; a second would only publish a duplicate Availability.
+    canary_reserved_concurrency: int = 1
+    # One writer of the scale-events state at a time (the versioned write rejects a second anyway).
     scale_events_reserved_concurrency: int = 1
     triton_timeout_seconds: int = 30
     max_image_bytes: int = 32 * 1024 * 1024
@@ -441,6 +470,7 @@ class HooksConfig:
         return (
             self.inference_reserved_concurrency
             + self.health_gate_reserved_concurrency
+            + self.canary_reserved_concurrency
             + self.scale_events_reserved_concurrency
         )
 
@@ -512,6 +542,61 @@ class ObservabilityConfig:
     ready_replicas_minutes: int = 3
     # No Triton metric for this long: the collector, the scrape or Triton is gone.
     heartbeat_minutes: int = 5
+
+
+@dataclass(frozen=True)
+class GateBudget:
+    """The post-deploy gate's time budget, derived from the workload and capacity timings.
+
+    A ``maxSurge`` rollout of ``max_replicas`` pods (the HPA may have scaled out) replaces them in
+    ``waves = ceil(max_replicas / max_surge)``. The new image is pulled once on every GPU node in
+    parallel (the prepull DaemonSet); a new GPU node boots only when no placeholder holds a spare GPU
+    for the surge. Each wave then takes pod startup, NLB registration (the readiness gate turns True
+    after the health check's interval x healthy threshold) and the old pod's termination grace period
+    (its GPU is what the next wave runs on).
+    """
+
+    waves: int
+    per_wave_seconds: int
+    first_wave_extra_seconds: int
+    rollout_seconds: int
+    progress_deadline_seconds: int
+    triton_seconds: int
+    margin_seconds: int
+
+    @property
+    def total_seconds(self) -> int:
+        return self.rollout_seconds + self.triton_seconds + self.margin_seconds
+
+    def describe(self) -> str:
+        return (
+            f"rollout {self.rollout_seconds} s ({self.first_wave_extra_seconds} s + {self.waves} waves x "
+            f"{self.per_wave_seconds} s) + Triton {self.triton_seconds} s + margin {self.margin_seconds} s "
+            f"= {self.total_seconds} s"
+        )
+
+
+def gate_budget(config: PlatformConfig) -> GateBudget:
+    workload, timing, hooks = config.workload, config.capacity_timing, config.hooks
+    surge = max(workload.rollout_max_surge, 1)
+    waves = -(-config.autoscaling.max_replicas // surge)
+    per_wave = (
+        timing.pod_startup_seconds + workload.nlb_registration_seconds + workload.termination_grace_period_seconds
+    )
+    needs_node = config.autoscaling.overprovisioning_placeholders < surge
+    extra = timing.image_pull_seconds + (timing.gpu_node_boot_seconds if needs_node else 0)
+    # The longest a healthy rollout goes without progress: one wave that also waits for a new node and the pull.
+    progress_deadline = timing.gpu_node_boot_seconds + timing.image_pull_seconds + per_wave
+    triton = hooks.gate_triton_deadline_seconds + hooks.gate_triton_calls * hooks.gate_triton_timeout_seconds
+    return GateBudget(
+        waves=waves,
+        per_wave_seconds=per_wave,
+        first_wave_extra_seconds=extra,
+        rollout_seconds=extra + waves * per_wave,
+        progress_deadline_seconds=progress_deadline,
+        triton_seconds=triton,
+        margin_seconds=hooks.gate_report_margin_seconds,
+    )
 
 
 @dataclass(frozen=True)
@@ -791,11 +876,7 @@ def _validate(config: PlatformConfig) -> None:
     )
     _require(scaling.queue_time_target_us > 0, "autoscaling.queue_time_target_us must be positive")
     hooks = config.hooks
-    _require(
-        hooks.rollout_timeout_seconds + 60 <= hooks.health_gate_timeout_seconds <= 900,
-        f"hooks.health_gate_timeout_seconds={hooks.health_gate_timeout_seconds} must leave a minute after "
-        f"hooks.rollout_timeout_seconds={hooks.rollout_timeout_seconds} and stay within Lambda's 900 s",
-    )
+    _validate_gate_budget(config)
     _validate_inference_budget(hooks, config.capacity_timing)
     _require(
         hooks.python_runtime in LAMBDA_PYTHON_RUNTIMES,
@@ -847,6 +928,39 @@ def _validate_inference_budget(hooks: HooksConfig, timing: CapacityTimingConfig)
         f"hooks.triton_retry waits {reached:.0f} s in total (full jitter, mean less 3 standard deviations), "
         f"under the {capacity} s a scale-up onto a new GPU node takes (capacity_timing.new_node_capacity_seconds): "
         "executions would fail during a burst instead of waiting for capacity",
+    )
+
+
+def _validate_gate_budget(config: PlatformConfig) -> None:
+    hooks, workload = config.hooks, config.workload
+    _require(
+        workload.rollout_max_surge >= 1 and workload.rollout_max_unavailable == 0,
+        f"workload.rollout_max_surge={workload.rollout_max_surge} must be >= 1 and "
+        f"workload.rollout_max_unavailable={workload.rollout_max_unavailable} 0: capacity must not drop in a rollout",
+    )
+    _require(
+        hooks.health_gate_timeout_seconds <= LAMBDA_MAX_TIMEOUT_SECONDS,
+        f"hooks.health_gate_timeout_seconds={hooks.health_gate_timeout_seconds} exceeds Lambda's "
+        f"{LAMBDA_MAX_TIMEOUT_SECONDS} s",
+    )
+    budget = gate_budget(config)
+    _require(
+        budget.total_seconds <= hooks.health_gate_timeout_seconds,
+        f"hooks.health_gate_timeout_seconds={hooks.health_gate_timeout_seconds} cannot hold the gate's budget: "
+        f"{budget.describe()} (autoscaling.max_replicas={config.autoscaling.max_replicas}, "
+        f"workload.rollout_max_surge={workload.rollout_max_surge}); raise max_surge or lower the timings",
+    )
+    _require(
+        budget.progress_deadline_seconds < budget.rollout_seconds,
+        f"the Deployment's progressDeadlineSeconds={budget.progress_deadline_seconds} must be below the gate's "
+        f"rollout budget of {budget.rollout_seconds} s, so a stuck rollout is reported before the gate gives up",
+    )
+    canary_need = hooks.gate_triton_calls * hooks.canary_triton_timeout_seconds + hooks.gate_report_margin_seconds // 3
+    _require(
+        canary_need <= hooks.canary_timeout_seconds <= hooks.canary_max_event_age_seconds,
+        f"hooks.canary_timeout_seconds={hooks.canary_timeout_seconds} must hold {hooks.gate_triton_calls} Triton calls "
+        f"x hooks.canary_triton_timeout_seconds={hooks.canary_triton_timeout_seconds} plus a margin ({canary_need} s) "
+        f"and stay within hooks.canary_max_event_age_seconds={hooks.canary_max_event_age_seconds}",
     )
 
 

@@ -5,8 +5,10 @@ Each is a Lambda function (arm64) whose zip holds the packages as in the reposit
 (``lambdas/common`` and ``lambdas/<name>``, handler ``lambdas.<name>.handler.handler``) and the
 hook's pinned arm64 wheels (``cdk_app/lambda_bundling.py``), in the VPC's private subnets behind
 one security group that the Triton NLB and the EKS API admit.
-The health gate runs as a CDK Trigger after the workload is applied: a failed
-check fails the deployment and CloudFormation rolls back.
+The health gate runs as a CDK Trigger after the workload is applied, and again whenever
+the image, the model repository or the rendered workload changes (``cdk_app/release.py``): a
+failed check fails the deployment and CloudFormation rolls back. The canary is its own function
+(same code, ``HEALTH_CHECK_MODE=canary``) with a short timeout and no asynchronous retries.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from aws_cdk import triggers
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from cdk_app.autoscaling import PROMETHEUS_RELEASE
-from cdk_app.config import PlatformConfig
+from cdk_app.config import PlatformConfig, gate_budget
 from cdk_app.lambda_bundling import ARCHITECTURES, hook_code
 from cdk_app.network import LOG_RETENTION
 from cdk_app.scaling_signal import POD_QUEUE_RULE
@@ -78,6 +80,7 @@ class Hooks(Construct):
         cluster: eks.Cluster,
         triton_url: ssm.IStringParameter,
         execute_after: list[Construct],
+        release: dict[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
@@ -113,6 +116,9 @@ class Hooks(Construct):
             "TRITON_URL_PARAMETER": triton_url.parameter_name,
         }
 
+        budget = gate_budget(config)
+        # The gate: the Trigger and the pipeline invoke it synchronously; its environment carries the
+        # release (image, model repository, workload) so that any change of it is a new version to gate.
         self.health_check = self._function(
             "HealthCheck",
             "health_check",
@@ -121,10 +127,35 @@ class Hooks(Construct):
             reserved_concurrency=hooks.health_gate_reserved_concurrency,
             environment={
                 **cluster_env,
-                "ROLLOUT_TIMEOUT_SECONDS": str(hooks.rollout_timeout_seconds),
-                "TRITON_TIMEOUT_SECONDS": str(hooks.triton_timeout_seconds),
+                "HEALTH_CHECK_MODE": "gate",
+                "ROLLOUT_TIMEOUT_SECONDS": str(budget.rollout_seconds),
+                "TRITON_TIMEOUT_SECONDS": str(hooks.gate_triton_timeout_seconds),
+                "TRITON_DEADLINE_SECONDS": str(hooks.gate_triton_deadline_seconds),
+                "TRITON_RETRY_SECONDS": str(hooks.gate_triton_retry_seconds),
+                "CRASH_RESTARTS": str(hooks.gate_crash_restarts),
+                "BACKOFF_POLLS": str(hooks.gate_backoff_polls),
+                "REQUIRE_TARGET_HEALTH": "true",
+                **(release or {}),
             },
             async_invocations=True,
+        )
+        # The canary: every minute, the Triton checks once; a late or retried run would publish a stale
+        # Availability, so no asynchronous retries and events older than a minute are dropped.
+        self.canary = self._function(
+            "Canary",
+            "health_check",
+            timeout=hooks.canary_timeout_seconds,
+            memory=512,
+            reserved_concurrency=hooks.canary_reserved_concurrency,
+            environment={
+                **cluster_env,
+                "HEALTH_CHECK_MODE": "canary",
+                "ROLLOUT_TIMEOUT_SECONDS": str(budget.rollout_seconds),
+                "TRITON_TIMEOUT_SECONDS": str(hooks.canary_triton_timeout_seconds),
+            },
+            async_invocations=True,
+            retry_attempts=0,
+            max_event_age_seconds=hooks.canary_max_event_age_seconds,
         )
         # What the scale-event publisher has already counted (lambdas/scale_events/state.py): the Lambda's
         # data, one item per stage written with a versioned conditional put; no stack update touches it.
@@ -186,10 +217,11 @@ class Hooks(Construct):
             },
             async_invocations=False,
         )
-        for function in (self.health_check, self.scale_events, self.inference_endpoint):
+        for function in (self.health_check, self.canary, self.scale_events, self.inference_endpoint):
             triton_url.grant_read(function)
 
-        # Read-only Kubernetes access, to the workload's namespace only.
+        # Read-only Kubernetes access, to the workload's namespace only (the canary needs none).
+        self.access_entries: dict[str, IConstruct] = {}
         for name, function in (("HealthCheck", self.health_check), ("ScaleEvents", self.scale_events)):
             role = function.role
             assert role is not None
@@ -204,6 +236,9 @@ class Hooks(Construct):
                     )
                 ],
             )
+            entry = cluster.node.try_find_child(f"{name}View")
+            assert entry is not None, f"grant_access created no access entry {name}View"
+            self.access_entries[name] = entry
 
         # The gate: after the workload and the NLB exist; failure rolls the stack back.
         self.health_gate = triggers.Trigger(
@@ -215,13 +250,21 @@ class Hooks(Construct):
             invocation_type=triggers.InvocationType.REQUEST_RESPONSE,
             timeout=cdk.Duration.seconds(hooks.health_gate_timeout_seconds),
         )
+        # Without its access entry the gate's first Kubernetes call gets 401 and rolls the stack back.
+        self.health_gate.node.add_dependency(self.access_entries["HealthCheck"])
         every_minute = events.Schedule.rate(cdk.Duration.minutes(1))
         events.Rule(
             self,
-            "Canary",
-            description="RadStream availability canary (health check every minute)",
+            "CanarySchedule",
+            description="RadStream availability canary (Triton checks every minute)",
             schedule=every_minute,
-            targets=[targets.LambdaFunction(self.health_check, retry_attempts=0)],
+            targets=[
+                targets.LambdaFunction(
+                    self.canary,
+                    retry_attempts=0,
+                    max_event_age=cdk.Duration.seconds(hooks.canary_max_event_age_seconds),
+                )
+            ],
         )
         events.Rule(
             self,
@@ -241,6 +284,8 @@ class Hooks(Construct):
         reserved_concurrency: int,
         environment: dict[str, str],
         async_invocations: bool,
+        retry_attempts: int | None = None,
+        max_event_age_seconds: int | None = None,
     ) -> lambda_.Function:
         hooks = self.config.hooks
         log_group = logs.LogGroup(
@@ -272,6 +317,8 @@ class Hooks(Construct):
             security_groups=[self.security_group],
             dead_letter_queue=self.dead_letters if async_invocations else None,
             environment_encryption=self.environment_key,
+            retry_attempts=retry_attempts,
+            max_event_age=cdk.Duration.seconds(max_event_age_seconds) if max_event_age_seconds else None,
             environment={
                 **environment,
                 "POWERTOOLS_SERVICE_NAME": f"radstream-{name.replace('_', '-')}",

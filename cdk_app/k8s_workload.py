@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from cdk_app.config import PlatformConfig, WorkloadConfig
+from cdk_app.config import PlatformConfig, WorkloadConfig, gate_budget
 from cdk_app.scaling_signal import hpa_queue_metric
 
 Manifest = dict[str, Any]
@@ -54,6 +54,13 @@ NO_PROBE_ANNOTATIONS: Final = {
 # Namespaces whose pods may scrape Triton's metrics port.
 METRICS_SCRAPER_NAMESPACES: Final = ("amazon-cloudwatch", "monitoring")
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
+# The AWS Load Balancer Controller's webhook injects its target-health readiness gate into pods created
+# in a namespace with this label (IP targets only): a pod is Ready only once it is a healthy NLB target.
+# https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/deploy/pod_readiness_gate/
+READINESS_GATE_INJECT_LABEL: Final = "elbv2.k8s.aws/pod-readiness-gate-inject"
+# The webhook acts only at pod creation: this annotation (new with the label) rolls the pods of an
+# existing cluster once, so that every Triton pod gets the gate.
+POD_TEMPLATE_ANNOTATIONS: Final = {"radstream/nlb-readiness-gate": "target-health"}
 
 
 def selector_labels(workload: WorkloadConfig) -> dict[str, str]:
@@ -84,7 +91,7 @@ def namespace(config: PlatformConfig) -> Manifest:
         "kind": "Namespace",
         "metadata": {
             "name": config.workload.namespace,
-            "labels": {**PLATFORM_LABELS, **psa},
+            "labels": {**PLATFORM_LABELS, **psa, READINESS_GATE_INJECT_LABEL: "enabled"},
         },
     }
 
@@ -252,21 +259,34 @@ def _pod_spec(config: PlatformConfig, image_uri: str, model_repository: str) -> 
     }
 
 
-def deployment(config: PlatformConfig, image_uri: str, model_repository: str = DEFAULT_MODEL_REPOSITORY) -> Manifest:
+def deployment(
+    config: PlatformConfig,
+    image_uri: str,
+    model_repository: str = DEFAULT_MODEL_REPOSITORY,
+    *,
+    hpa_owns_replicas: bool = True,
+) -> Manifest:
     workload = config.workload
+    # With an HPA the replica count is the HPA's: a manifest that set it would scale a scaled-out
+    # service back on every apply (Kubernetes docs, "Migrating Deployments and StatefulSets to
+    # horizontal autoscaling": remove spec.replicas from the manifest).
+    replicas = {} if hpa_owns_replicas else {"replicas": config.autoscaling.min_replicas}
+    rolling = {"maxUnavailable": workload.rollout_max_unavailable, "maxSurge": workload.rollout_max_surge}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _metadata(config, workload.deployment_name),
         "spec": {
-            # The HPA owns the replica count after the first apply.
-            "replicas": config.autoscaling.min_replicas,
+            **replicas,
             "revisionHistoryLimit": REVISION_HISTORY_LIMIT,
+            # Below the health gate's rollout budget (cdk_app.config.gate_budget): a stuck rollout is
+            # reported by the controller (ProgressDeadlineExceeded) before the gate runs out of time.
+            "progressDeadlineSeconds": gate_budget(config).progress_deadline_seconds,
             "selector": {"matchLabels": selector_labels(workload)},
-            # Surge one new pod before removing an old one: capacity never drops during a rollout.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            # Surge new pods before removing old ones: capacity never drops during a rollout.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling},
             "template": {
-                "metadata": {"labels": common_labels(workload)},
+                "metadata": {"labels": common_labels(workload), "annotations": dict(POD_TEMPLATE_ANNOTATIONS)},
                 "spec": _pod_spec(config, image_uri, model_repository),
             },
         },
@@ -426,6 +446,8 @@ def internal_nlb_service(config: PlatformConfig, security_group_id: str) -> Mani
                 f"{prefix}-healthcheck-protocol": "HTTP",
                 f"{prefix}-healthcheck-port": str(workload.http_port),
                 f"{prefix}-healthcheck-path": workload.ready_path,
+                f"{prefix}-healthcheck-interval": str(workload.nlb_health_check_interval_seconds),
+                f"{prefix}-healthcheck-healthy-threshold": str(workload.nlb_healthy_threshold),
                 f"{prefix}-attributes": "load_balancing.cross_zone.enabled=true",
             },
         },

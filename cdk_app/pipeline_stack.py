@@ -55,17 +55,29 @@ class RadStreamStage(cdk.Stage):
         apply_checkov_skips(self.platform)
 
 
+# The gate step's shell, run by CodeBuild in one shell, in order (tests/integration/test_pipeline_gate_step.py
+# runs it against a Lambda Invoke endpoint whose gate outlasts the CLI's default 60 s read timeout).
+# --cli-read-timeout 0: no read timeout, the synchronous invoke returns when the gate does (up to its
+# Lambda timeout); AWS_MAX_ATTEMPTS=1: a retried invoke would start a second gate beside the first.
+# On a function error the step prints the gate's own one-line reason (errorMessage) and fails.
+HEALTH_GATE_COMMANDS: tuple[str, ...] = (
+    'AWS_MAX_ATTEMPTS=1 aws lambda invoke --function-name "$HEALTH_FUNCTION" '
+    '--payload \'{"source": "pipeline"}\' --cli-binary-format raw-in-base64-out '
+    "--cli-read-timeout 0 --cli-connect-timeout 10 gate.json > invoke.json",
+    "cat invoke.json",
+    "if grep -q FunctionError invoke.json; then "
+    'python3 -c \'import json; print(json.load(open("gate.json")).get("errorMessage", "health gate failed"))\'; '
+    "exit 1; fi",
+    'python3 -c \'import json; print(json.load(open("gate.json"))["summary"])\'',
+)
+
+
 def health_gate_step(stage: RadStreamStage) -> pipelines.CodeBuildStep:
-    """Invokes the deployed health-check Lambda as the gate (a trigger payload); fails on any error."""
+    """Invokes the deployed health gate (a pipeline payload) and waits for its outcome; fails with its reason."""
     return pipelines.CodeBuildStep(
         "HealthGate",
         env_from_cfn_outputs={"HEALTH_FUNCTION": stage.platform.health_check_function_output},
-        commands=[
-            'aws lambda invoke --function-name "$HEALTH_FUNCTION" --payload \'{"source": "pipeline"}\' '
-            "--cli-binary-format raw-in-base64-out --log-type None gate.json > invoke.json",
-            "cat gate.json invoke.json",
-            "! grep -q FunctionError invoke.json",
-        ],
+        commands=list(HEALTH_GATE_COMMANDS),
         role_policy_statements=[
             iam.PolicyStatement(
                 actions=["lambda:InvokeFunction"],

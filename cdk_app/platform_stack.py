@@ -22,6 +22,7 @@ from cdk_app.model_store import ModelStore
 from cdk_app.network import Network
 from cdk_app.observability import Observability
 from cdk_app.registry import Registry
+from cdk_app.release import gate_environment
 
 
 class RadStreamPlatformStack(cdk.Stack):
@@ -95,8 +96,10 @@ class RadStreamPlatformStack(cdk.Stack):
             security_group=self.hooks_security_group,
             cluster=self.cluster.cluster,
             triton_url=self.triton_url,
-            # The gate runs once the workload is applied and the NLB has an address.
+            # The gate runs once the workload is applied and the NLB has an address, and again on every
+            # change of the image, the model repository or the workload objects.
             execute_after=[self.workload, self.triton_endpoint],
+            release=gate_environment(self.registry.image_uri, self.workload.objects),
         )
         self.inference_api = InferenceApi(self, "InferenceApi", config=config, endpoint=self.hooks.inference_endpoint)
         self.load_test = LoadTestRunner(

@@ -1,7 +1,8 @@
 """The post-deploy gate and the canary, as plain functions returning a structured report.
 
-Gate (CDK Trigger, pipeline): wait for the rollout, then check Triton through its in-cluster
-endpoint. Canary (every minute): check Triton only. The Triton checks are
+Gate (CDK Trigger, pipeline): wait for the rollout (``rollout.py``: kubectl's verdict, newest pods
+healthy NLB targets), then check Triton through the internal NLB, retried until TRITON_DEADLINE_SECONDS.
+Canary (every minute): check Triton once. The Triton checks are
 ``triton/health_check.py``'s (through ``triton_probe``): server live and ready, every
 model READY, one known-input pipeline inference with the right output shapes and ranges.
 """
@@ -20,12 +21,13 @@ from lambdas.health_check import triton_probe
 from lambdas.health_check.config import HealthCheckConfig
 from lambdas.health_check.errors import RolloutFailed, RolloutTimedOut
 from lambdas.health_check.kube import KubernetesReader
-from lambdas.health_check.rollout import wait_for_rollout
+from lambdas.health_check.rollout import RolloutPolicy, wait_for_rollout
 
 GATE = "gate"
 CANARY = "canary"
-# Left for the Triton checks when the Lambda's remaining time caps the rollout wait.
-TRITON_RESERVE_CALLS = 3
+# Calls of one Triton check (live, ready, the four models, the smoke inference): what the last
+# attempt may still take after the Triton deadline, so reserved when the Lambda's time caps the rollout.
+TRITON_CALLS_PER_CHECK = 7
 
 
 class TritonCheck(Protocol):
@@ -53,6 +55,7 @@ class GateReport:
     steps: list[StepResult] = field(default_factory=list)
     total_ms: float = 0.0
     triton_url: str | None = None
+    release: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -81,6 +84,7 @@ class GateReport:
             "started_at": self.started_at,
             "total_ms": self.total_ms,
             "triton_url": self.triton_url,
+            "release": dict(self.release),
             "passed": [step.name for step in self.steps if step.ok],
             "failed": [step.name for step in self.steps if not step.ok],
             "steps": [step.to_dict() for step in self.steps],
@@ -124,7 +128,12 @@ def _triton_step(
     get_parameter: Callable[[str], str],
     triton_check: TritonCheck | None,
     clock: Callable[[], float],
+    *,
+    deadline_s: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
+    """The Triton checks; with ``deadline_s`` > 0 retried until they pass or the deadline passes
+    (a pod that just turned Ready may still be registering behind the NLB)."""
     started = clock()
     check = triton_check or triton_probe.check_triton
     try:
@@ -136,13 +145,21 @@ def _triton_step(
         return
     report.triton_url = url
     models = config.expected_models or triton_probe.EXPECTED_MODELS
-    health = check(
-        url,
-        protocol=config.triton_protocol,
-        models=models,
-        smoke_payload=payload,
-        timeout_s=config.triton_timeout_seconds,
-    )
+    deadline = started + deadline_s
+    attempts = 0
+    while True:
+        attempts += 1
+        health = check(
+            url,
+            protocol=config.triton_protocol,
+            models=models,
+            smoke_payload=payload,
+            timeout_s=config.triton_timeout_seconds,
+        )
+        remaining = deadline - clock()
+        if health.ok or remaining <= 0:
+            break
+        sleep(min(config.triton_retry_seconds, remaining))
     health_dict = health.to_dict()
     if health.ok:
         detail = health.summary()
@@ -150,7 +167,9 @@ def _triton_step(
         failed = health.failure
         detail = f"{failed.name}: {failed.detail}" if failed is not None else "no check ran"
         detail = f"{url} {detail}"
-    data = {"checks": health_dict["checks"], "protocol": config.triton_protocol}
+        if deadline_s > 0:
+            detail += f" (still failing after {attempts} attempts over {deadline_s:g} s)"
+    data = {"checks": health_dict["checks"], "protocol": config.triton_protocol, "attempts": attempts}
     report.steps.append(StepResult("triton", bool(health.ok), detail, _elapsed_ms(started, clock), data))
 
 
@@ -183,11 +202,18 @@ def run_gate(
     (authentication failures are reported as the rollout step's). ``time_budget_s`` (the Lambda's remaining time)
     caps the rollout wait so that the Triton checks still fit."""
     started = clock()
-    report = GateReport(mode=GATE, started_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    report = GateReport(
+        mode=GATE, started_at=datetime.now(UTC).isoformat(timespec="seconds"), release=dict(config.release)
+    )
     timeout_s = config.rollout_timeout_seconds
     if time_budget_s is not None:
-        reserve = TRITON_RESERVE_CALLS * config.triton_timeout_seconds
+        reserve = config.triton_deadline_seconds + TRITON_CALLS_PER_CHECK * config.triton_timeout_seconds
         timeout_s = max(1.0, min(timeout_s, time_budget_s - reserve))
+    policy = RolloutPolicy(
+        crash_restarts=config.crash_restarts,
+        backoff_polls=config.backoff_polls,
+        require_target_health=config.require_target_health,
+    )
     step_started = clock()
     try:
         result = wait_for_rollout(
@@ -196,6 +222,7 @@ def run_gate(
             config.deployment_name,
             timeout_s=timeout_s,
             poll_s=config.rollout_poll_seconds,
+            policy=policy,
             clock=clock,
             sleep=sleep,
         )
@@ -204,7 +231,11 @@ def run_gate(
     else:
         data = {"status": result.status.to_dict(), "polls": result.polls}
         detail = f"{result.status.message} after {result.elapsed_s:.1f} s"
+        if result.status.notes:
+            detail += f" ({len(result.status.notes)} pods without the NLB readiness gate: target health left to Triton)"
         report.steps.append(StepResult("rollout", True, detail, _elapsed_ms(step_started, clock), data))
-        _triton_step(report, config, get_parameter, triton_check, clock)
+        _triton_step(
+            report, config, get_parameter, triton_check, clock, deadline_s=config.triton_deadline_seconds, sleep=sleep
+        )
     report.total_ms = _elapsed_ms(started, clock)
     return report

@@ -7,8 +7,10 @@
   the gate: rollout wait, then the Triton checks. A failure raises ``HealthGateFailed``
   whose message is the report's summary, which fails the Trigger and so the deployment.
   An event may force a mode with ``{"mode": "gate"}`` or ``{"mode": "canary"}``.
+* HEALTH_CHECK_MODE (set by cdk_app/hooks.py) pins what a function runs: the gate function and the
+  canary function are separate, with their own timeouts; an event asking for the other mode is refused.
 
-Metrics (EMF, namespace METRICS_NAMESPACE, dimension ``service=radstream-health-check``):
+Metrics (EMF, namespace METRICS_NAMESPACE, dimensions ``service=radstream-health-check`` and ``Stage=STAGE``):
 Availability, LatencyMs (canary); HealthGatePassed, HealthGateMs, RolloutWaitMs (gate).
 """
 
@@ -50,6 +52,16 @@ def invocation_mode(event: Any) -> str:
             raise InvalidEventError(f"EventBridge event detail-type={event.get('detail-type')!r} is not handled")
         return gate.CANARY
     return gate.GATE
+
+
+def resolve_mode(event: Any, pinned: str | None) -> str:
+    """The event's mode, which must agree with the function's HEALTH_CHECK_MODE when that is set."""
+    mode = invocation_mode(event)
+    if pinned is None:
+        return mode
+    if mode != pinned and isinstance(event, Mapping) and (event.get("mode") or event.get("source") == "aws.events"):
+        raise InvalidEventError(f"this function runs the {pinned} (HEALTH_CHECK_MODE); the event asks for the {mode}")
+    return pinned
 
 
 def build_reader(config: HealthCheckConfig) -> KubernetesReader:
@@ -114,9 +126,10 @@ def _remaining_seconds(context: LambdaContext | None) -> float | None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    mode = invocation_mode(event)
     config = HealthCheckConfig.from_env()
+    mode = resolve_mode(event, config.mode)
     metrics.namespace = config.metrics_namespace
+    metrics.set_default_dimensions(Stage=config.stage)
     tracer.put_annotation(key="mode", value=mode)
     if mode == gate.CANARY:
         return run_canary(config)

@@ -1,4 +1,4 @@
-"""The two Kubernetes reads the rollout wait needs, behind a protocol tests can feed with objects."""
+"""The three Kubernetes reads the rollout wait needs, behind a protocol tests can feed with objects."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ class KubernetesReader(Protocol):
     def read_deployment(self, namespace: str, name: str) -> Any: ...
 
     def list_pods(self, namespace: str, label_selector: str) -> list[Any]: ...
+
+    def list_replica_sets(self, namespace: str, label_selector: str) -> list[Any]: ...
 
 
 class ApiKubernetesReader:
@@ -39,6 +41,15 @@ class ApiKubernetesReader:
             ),
         )
         return list(pod_list.items or [])
+
+    def list_replica_sets(self, namespace: str, label_selector: str) -> list[Any]:
+        rs_list = call_api(
+            f"list replicasets in {namespace} ({label_selector})",
+            lambda: self._apps.list_namespaced_replica_set(
+                namespace, label_selector=label_selector, _request_timeout=self._timeout
+            ),
+        )
+        return list(rs_list.items or [])
 
 
 def selector_string(match_labels: dict[str, str] | None) -> str:

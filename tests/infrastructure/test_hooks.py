@@ -7,9 +7,10 @@ from typing import Any
 
 from tests.infrastructure.conftest import join_to_text
 
-HOOKS = ("HooksHealthCheck", "HooksScaleEvents", "HooksInferenceEndpoint")
+HOOKS = ("HooksHealthCheck", "HooksCanary", "HooksScaleEvents", "HooksInferenceEndpoint")
 HOOK_MODULES = {
     "HooksHealthCheck": "health_check",
+    "HooksCanary": "health_check",
     "HooksScaleEvents": "scale_events",
     "HooksInferenceEndpoint": "inference_endpoint",
 }
@@ -30,6 +31,7 @@ def test_hooks_are_arm64_traced_in_the_vpc_with_explicit_timeouts(dev):
     hooks = dev.config.hooks
     expected_timeouts = {
         "HooksHealthCheck": hooks.health_gate_timeout_seconds,
+        "HooksCanary": hooks.canary_timeout_seconds,
         "HooksScaleEvents": hooks.scale_events_timeout_seconds,
         "HooksInferenceEndpoint": hooks.inference_timeout_seconds,
     }
@@ -58,7 +60,7 @@ def test_hooks_are_arm64_traced_in_the_vpc_with_explicit_timeouts(dev):
 
 def test_hook_logs_are_encrypted_and_retained(dev):
     groups = {k: g["Properties"] for k, g in dev.resources("AWS::Logs::LogGroup").items() if k.startswith("Hooks")}
-    assert len(groups) == 3
+    assert len(groups) == 4
     for properties in groups.values():
         assert properties["RetentionInDays"] == 365
         assert "KmsKeyId" in properties
@@ -78,7 +80,8 @@ def test_health_gate_runs_after_the_workload_and_the_nlb_address(dev):
 def test_canary_and_scale_events_run_every_minute(dev):
     rules = {k: r["Properties"] for k, r in dev.resources("AWS::Events::Rule").items()}
     targets = {json.dumps(r["Targets"][0]["Arn"]): r["ScheduleExpression"] for r in rules.values()}
-    assert any("HooksHealthCheck" in arn and rate == "rate(1 minute)" for arn, rate in targets.items())
+    assert any("HooksCanary" in arn and rate == "rate(1 minute)" for arn, rate in targets.items())
+    assert not any("HooksHealthCheck" in arn for arn in targets), "the gate function runs no schedule"
     assert any("HooksScaleEvents" in arn and rate == "rate(1 minute)" for arn, rate in targets.items())
 
 

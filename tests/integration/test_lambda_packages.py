@@ -128,8 +128,11 @@ def hook_environment(hook: str, address: str) -> dict[str, str]:
         "KUBERNETES_TIMEOUT_SECONDS": "2",
     }
     if hook == "health_check":
+        # The canary function's environment (cdk_app/hooks.py): the package pinned to the canary.
         return cluster | {
+            "HEALTH_CHECK_MODE": "canary",
             "TRITON_URL_PARAMETER": "/radstream/dev/triton-url",
+            "STAGE": "dev",
             "ROLLOUT_TIMEOUT_SECONDS": "300",
             "TRITON_TIMEOUT_SECONDS": "2",
         }

@@ -131,3 +131,62 @@ def test_limits_are_one_and_a_half_times_requests():
 def test_unknown_stage():
     with pytest.raises(ConfigError, match="stage='qa' is unknown; choose one of dev, prod"):
         load_config("qa")
+
+
+# ---- the health gate's time budget (issue 12, defect 5) --------------------------------------------------
+
+
+def test_the_gate_budget_adds_up_from_replicas_surge_startup_and_node_boot():
+    from cdk_app.config import gate_budget
+
+    config = load_config("prod")
+    timing, workload = config.capacity_timing, config.workload
+    budget = gate_budget(config)
+    per_wave = (
+        timing.pod_startup_seconds + workload.nlb_registration_seconds + workload.termination_grace_period_seconds
+    )
+    assert budget.per_wave_seconds == per_wave == 20 + 30 + 45
+    assert budget.waves == 5, "max_replicas 5 with maxSurge 1"
+    assert budget.first_wave_extra_seconds == timing.image_pull_seconds, "a placeholder holds the surge's GPU"
+    assert budget.rollout_seconds == 120 + 5 * 95 == 595
+    hooks = config.hooks
+    assert budget.triton_seconds == hooks.gate_triton_deadline_seconds + 7 * hooks.gate_triton_timeout_seconds == 160
+    assert budget.total_seconds == 595 + 160 + 30 <= hooks.health_gate_timeout_seconds
+    assert budget.progress_deadline_seconds == 150 + 120 + 95 < budget.rollout_seconds
+
+
+def test_without_a_spare_gpu_the_budget_waits_for_a_node():
+    from cdk_app.config import gate_budget
+
+    config = load_config("dev")
+    no_spare = replace(config, autoscaling=replace(config.autoscaling, overprovisioning_placeholders=0))
+    assert gate_budget(no_spare).first_wave_extra_seconds == (
+        config.capacity_timing.image_pull_seconds + config.capacity_timing.gpu_node_boot_seconds
+    )
+
+
+def test_a_lambda_timeout_that_cannot_hold_the_budget_stops_the_synth():
+    config = load_config("dev")
+    short = replace(config, hooks=replace(config.hooks, health_gate_timeout_seconds=600))
+    with pytest.raises(
+        ConfigError,
+        match=r"^hooks.health_gate_timeout_seconds=600 cannot hold the gate's budget: "
+        r"rollout 500 s \(120 s \+ 4 waves x 95 s\) \+ Triton 160 s \+ margin 30 s = 690 s",
+    ):
+        short.validate()
+
+
+def test_a_larger_surge_shortens_the_rollout():
+    from cdk_app.config import gate_budget
+
+    config = load_config("prod")
+    wider = replace(config, workload=replace(config.workload, rollout_max_surge=2))
+    assert gate_budget(wider).waves == 3
+    assert gate_budget(wider).rollout_seconds < gate_budget(config).rollout_seconds
+
+
+def test_a_canary_timeout_that_cannot_hold_its_calls_stops_the_synth():
+    config = load_config("dev")
+    slow = replace(config, hooks=replace(config.hooks, canary_triton_timeout_seconds=10))
+    with pytest.raises(ConfigError, match="hooks.canary_timeout_seconds=50 must hold 7 Triton calls"):
+        slow.validate()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cdk_app.config import PlatformConfig, load_config, quantity_value
+from cdk_app.config import PlatformConfig, gate_budget, load_config, quantity_value
 from cdk_app.k8s_workload import OVERPROVISIONING_NAME, PREPULL_NAME, build_workload_objects
 
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/radstream-triton:radstream-triton-2.51.0"
@@ -80,20 +80,35 @@ def test_service_account_mounts_no_token(objects, pod_spec, config):
     assert pod_spec["automountServiceAccountToken"] is False
 
 
-def test_deployment_starts_at_the_autoscaling_minimum_and_surges_during_rollouts(objects, config):
+def test_deployment_leaves_replicas_to_the_hpa_and_surges_during_rollouts(objects, config):
+    """Defect 8: an apply must not scale a scaled-out service back (the HPA owns spec.replicas)."""
     deployment = only(objects, "Deployment")
     assert deployment["metadata"]["name"] == "triton-inference-server"
     spec = deployment["spec"]
-    assert spec["replicas"] == config.autoscaling.min_replicas == 2
+    assert "replicas" not in spec
+    hpa = only(objects, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "triton-inference-server",
+    }
+    assert hpa["spec"]["minReplicas"] == config.autoscaling.min_replicas == 2
     assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert spec["progressDeadlineSeconds"] == gate_budget(config).progress_deadline_seconds
     assert spec["revisionHistoryLimit"] >= 1
     template_labels = spec["template"]["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= template_labels.items()
 
 
 def test_prod_runs_two_replicas_minimum():
-    deployment = only(build_workload_objects(load_config("prod"), IMAGE), "Deployment")
-    assert deployment["spec"]["replicas"] == 2
+    hpa = only(build_workload_objects(load_config("prod"), IMAGE), "HorizontalPodAutoscaler")
+    assert hpa["spec"]["minReplicas"] == 2
+
+
+def test_the_namespace_has_the_load_balancer_controllers_readiness_gate_injection(objects):
+    """Defect 3: pods in the namespace get the target-health readiness gate (IP targets of the NLB)."""
+    ns = only(objects, "Namespace")
+    assert ns["metadata"]["labels"]["elbv2.k8s.aws/pod-readiness-gate-inject"] == "enabled"
 
 
 def test_container_asks_for_the_configured_gpus(container, config):

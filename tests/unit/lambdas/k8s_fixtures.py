@@ -35,6 +35,13 @@ IMAGE_ID = "111122223333.dkr.ecr.us-east-1.amazonaws.com/radstream-triton@sha256
 T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 GPU = "nvidia.com/gpu"
 Obj = dict[str, Any]
+DEPLOYMENT_UID = "0b7c6f7e-3c1e-4c55-9d38-4b1b7a1f0001"
+# The newest ReplicaSet's pod-template-hash and the previous one's (a fix-forward replaces OLD_HASH).
+NEW_HASH = "5d8f7c9b6d"
+OLD_HASH = "7c4b9d6f58"
+RS_UIDS = {NEW_HASH: "0b7c6f7e-3c1e-4c55-9d38-4b1b7a1f0003", OLD_HASH: "0b7c6f7e-3c1e-4c55-9d38-4b1b7a1f0004"}
+# The condition the AWS Load Balancer Controller's webhook adds as a readiness gate: its TargetGroupBinding's name.
+TARGET_HEALTH_CONDITION = "target-health.elbv2.k8s.aws/k8s-radstrea-tritonin-0a1b2c3d4e"
 
 
 def ts(seconds: float) -> str:
@@ -69,8 +76,11 @@ def deployment(
     generation: int = 3,
     observed: int = 3,
     progressing_reason: str = "NewReplicaSetAvailable",
+    revision: int = 3,
+    spec_replicas: bool = True,
 ) -> Obj:
-    """The Deployment; by default a finished rollout with every replica ready."""
+    """The Deployment; by default a finished rollout with every replica ready (revision ``revision``,
+    whose ReplicaSet is ``replica_set(NEW_HASH, revision)``)."""
     updated = replicas if updated is None else updated
     ready = replicas if ready is None else ready
     available = ready if available is None else available
@@ -82,13 +92,14 @@ def deployment(
         "metadata": {
             "name": DEPLOYMENT,
             "namespace": NAMESPACE,
-            "uid": "0b7c6f7e-3c1e-4c55-9d38-4b1b7a1f0001",
+            "uid": DEPLOYMENT_UID,
             "generation": generation,
             "creationTimestamp": ts(-86400),
             "labels": dict(LABELS),
+            "annotations": {"deployment.kubernetes.io/revision": str(revision)},
         },
         "spec": {
-            "replicas": replicas,
+            **({"replicas": replicas} if spec_replicas else {}),
             "selector": {"matchLabels": dict(LABELS)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {"metadata": {"labels": dict(LABELS)}, "spec": {"containers": [_container()]}},
@@ -123,6 +134,58 @@ def deployment(
             ],
         },
     }
+
+
+def replica_set(
+    template_hash: str = NEW_HASH, revision: int = 3, *, replicas: int = 2, ready: int | None = None
+) -> Obj:
+    """A ReplicaSet of the Deployment (revision annotation and pod-template-hash as the controller writes them)."""
+    ready = replicas if ready is None else ready
+    labels = {**LABELS, "pod-template-hash": template_hash}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": f"{DEPLOYMENT}-{template_hash}",
+            "namespace": NAMESPACE,
+            "uid": RS_UIDS[template_hash],
+            "generation": 1,
+            "creationTimestamp": ts(-3600 if template_hash == NEW_HASH else -86400),
+            "labels": labels,
+            "annotations": {
+                "deployment.kubernetes.io/revision": str(revision),
+                "deployment.kubernetes.io/desired-replicas": "2",
+                "deployment.kubernetes.io/max-replicas": "3",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": DEPLOYMENT,
+                    "uid": DEPLOYMENT_UID,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [_container()]}},
+        },
+        "status": {
+            "replicas": replicas,
+            "fullyLabeledReplicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "observedGeneration": 1,
+        },
+    }
+
+
+def replica_sets_of_fix_forward() -> list[Obj]:
+    """Revision 4 (NEW_HASH, the fix) beside revision 3 (OLD_HASH, the broken release being replaced)."""
+    return [replica_set(NEW_HASH, 4, replicas=2), replica_set(OLD_HASH, 3, replicas=1, ready=0)]
 
 
 def hpa(*, current: int, desired: int, last_scale_s: float = 0) -> Obj:
@@ -175,8 +238,14 @@ def pod(
     last_exit_code: int | None = None,
     unschedulable: bool = False,
     deleting: bool = False,
+    template_hash: str | None = None,
+    target_health: str | None = "True",
+    target_reason: str | None = None,
 ) -> Obj:
-    """A Triton pod. Without ``scheduled_s`` it is Pending (unschedulable when asked)."""
+    """A Triton pod of the ReplicaSet ``template_hash`` (default the newest, ``NEW_HASH``). Without
+    ``scheduled_s`` it is Pending (unschedulable when asked). ``target_health`` is the status of the
+    AWS Load Balancer Controller's readiness gate condition (None: no gate injected)."""
+    template_hash = NEW_HASH if template_hash is None else template_hash
     conditions: list[Obj] = []
     status: Obj = {"qosClass": "Burstable"}
     if scheduled_s is None:
@@ -197,26 +266,42 @@ def pod(
         status["hostIP"] = "10.42.3.17"
         status["podIP"] = "10.42.3.101"
         conditions.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": ts(scheduled_s)})
-        ready = ready_s is not None and waiting_reason is None
+        containers_ready = ready_s is not None and waiting_reason is None
+        # A pod with a readiness gate is Ready only when the gate's condition is True too.
+        ready = containers_ready and target_health in (None, "True")
         for kind in ("Initialized", "ContainersReady", "Ready"):
             if kind == "Initialized":
                 conditions.append({"type": kind, "status": "True", "lastTransitionTime": ts(scheduled_s)})
             else:
                 moment = ready_s if ready_s is not None else scheduled_s
-                conditions.append(
-                    {"type": kind, "status": "True" if ready else "False", "lastTransitionTime": ts(moment)}
-                )
+                up = containers_ready if kind == "ContainersReady" else ready
+                conditions.append({"type": kind, "status": "True" if up else "False", "lastTransitionTime": ts(moment)})
+        if target_health is not None:
+            gate: Obj = {
+                "type": TARGET_HEALTH_CONDITION,
+                "status": target_health,
+                "lastTransitionTime": ts(ready_s if ready_s is not None else scheduled_s),
+            }
+            if target_reason is not None:
+                gate["reason"] = target_reason
+                gate["message"] = "Target registration is in progress"
+            conditions.append(gate)
         container_status: Obj = {
             "name": "triton",
             "image": IMAGE,
             "imageID": IMAGE_ID,
-            "ready": ready,
+            "ready": containers_ready,
             "started": waiting_reason is None,
             "restartCount": restarts,
         }
         if waiting_reason is not None:
             container_status["state"] = {
-                "waiting": {"reason": waiting_reason, "message": "back-off 5m0s restarting failed container"}
+                "waiting": {
+                    "reason": waiting_reason,
+                    "message": f'Back-off pulling image "{IMAGE}"'
+                    if waiting_reason == "ImagePullBackOff"
+                    else "back-off 5m0s restarting failed container",
+                }
             }
         else:
             container_status["state"] = {"running": {"startedAt": ts(scheduled_s + 2)}}
@@ -236,13 +321,13 @@ def pod(
         "namespace": NAMESPACE,
         "uid": uid,
         "creationTimestamp": ts(created_s),
-        "labels": {**LABELS, "pod-template-hash": "5d8f7c9b6d"},
+        "labels": {**LABELS, "pod-template-hash": template_hash},
         "ownerReferences": [
             {
                 "apiVersion": "apps/v1",
                 "kind": "ReplicaSet",
-                "name": f"{DEPLOYMENT}-5d8f7c9b6d",
-                "uid": "0b7c6f7e-3c1e-4c55-9d38-4b1b7a1f0003",
+                "name": f"{DEPLOYMENT}-{template_hash}",
+                "uid": RS_UIDS.get(template_hash, RS_UIDS[NEW_HASH]),
                 "controller": True,
                 "blockOwnerDeletion": True,
             }
@@ -252,6 +337,8 @@ def pod(
         metadata["deletionTimestamp"] = ts(created_s + 600)
         metadata["deletionGracePeriodSeconds"] = 45
     spec: Obj = {"containers": [_container()], "serviceAccountName": WORKLOAD.service_account_name}
+    if target_health is not None:
+        spec["readinessGates"] = [{"conditionType": TARGET_HEALTH_CONDITION}]
     if scheduled_s is not None:
         spec["nodeName"] = "ip-10-42-3-17.ec2.internal"
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec, "status": status}
@@ -300,6 +387,8 @@ UID_C = "6f1d2a7c-0000-4000-8000-00000000000c"
 UID_D = "6f1d2a7c-0000-4000-8000-00000000000d"
 UID_CRASH = "6f1d2a7c-0000-4000-8000-0000000000cc"
 UID_PENDING = "6f1d2a7c-0000-4000-8000-0000000000ee"
+UID_OLD = "6f1d2a7c-0000-4000-8000-0000000000f0"
+UID_PULL = "6f1d2a7c-0000-4000-8000-0000000000f1"
 # Event UIDs.
 EVENT_UP = "9e0f1a2b-0000-4000-8000-0000000000a1"
 EVENT_DOWN = "9e0f1a2b-0000-4000-8000-0000000000d1"
@@ -341,6 +430,17 @@ def crash_looping_pod(restarts: int = 5) -> Obj:
     )
 
 
+def image_pull_backoff_pod() -> Obj:
+    """A new pod whose first image pull failed (ECR throttled, the copy still finishing): no restart yet."""
+    return pod(
+        f"{DEPLOYMENT}-5d8f7c9b6d-pullb",
+        uid=UID_PULL,
+        created_s=-20,
+        scheduled_s=-19,
+        waiting_reason="ImagePullBackOff",
+    )
+
+
 def pending_gpu_pod() -> Obj:
     return pod(f"{DEPLOYMENT}-5d8f7c9b6d-pendg", uid=UID_PENDING, created_s=5, unschedulable=True)
 
@@ -353,6 +453,33 @@ def all_objects() -> list[Obj]:
         deployment(replicas=2, updated=1, ready=2, total=3, generation=4, observed=4),
         deployment(generation=4, observed=3),
         deployment(replicas=2, ready=1, progressing_reason="ProgressDeadlineExceeded"),
+        deployment(generation=5, observed=4, revision=4, progressing_reason="ProgressDeadlineExceeded"),
+        deployment(spec_replicas=False),
+        replica_set(),
+        *replica_sets_of_fix_forward(),
+        image_pull_backoff_pod(),
+        pod(
+            f"{DEPLOYMENT}-{OLD_HASH}-old01",
+            uid=UID_OLD,
+            created_s=-600,
+            scheduled_s=-599,
+            restarts=9,
+            waiting_reason="CrashLoopBackOff",
+            last_exit_code=1,
+            template_hash=OLD_HASH,
+        ),
+        pod(
+            f"{DEPLOYMENT}-5d8f7c9b6d-nogat", uid=UID_A, created_s=-60, scheduled_s=-59, ready_s=-30, target_health=None
+        ),
+        pod(
+            f"{DEPLOYMENT}-5d8f7c9b6d-initl",
+            uid=UID_B,
+            created_s=-60,
+            scheduled_s=-59,
+            ready_s=-30,
+            target_health="False",
+            target_reason="Elb.InitialHealthChecking",
+        ),
         hpa(current=2, desired=2),
         hpa(current=2, desired=4),
         hpa(current=4, desired=3, last_scale_s=400),
@@ -374,6 +501,7 @@ _MODELS = {
     ("v1", "Pod"): "V1Pod",
     ("v1", "Event"): "CoreV1Event",
     ("v1", "PodList"): "V1PodList",
+    ("apps/v1", "ReplicaSet"): "V1ReplicaSet",
     ("v1", "EventList"): "CoreV1EventList",
 }
 
@@ -403,6 +531,7 @@ class Cluster:
     deployment: Obj | None = field(default_factory=deployment)
     hpa: Obj | None = field(default_factory=lambda: hpa(current=2, desired=2))
     pods: list[Obj] = field(default_factory=steady_pods)
+    replica_sets: list[Obj] = field(default_factory=lambda: [replica_set()])
     events: list[Obj] = field(default_factory=list)
     # Pods that the list still shows but that are gone by the time they are read (404).
     vanished: set[str] = field(default_factory=set)
@@ -435,6 +564,11 @@ def route(cluster: Cluster, path: str, query: dict[str, list[str]]) -> tuple[int
         wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
         pods = [p for p in cluster.pods if wanted.items() <= p["metadata"]["labels"].items()]
         return 200, pod_list(pods)
+    if path == f"{base_apps}/replicasets":
+        selector = query.get("labelSelector", [""])[0]
+        wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
+        items = [r for r in cluster.replica_sets if wanted.items() <= r["metadata"]["labels"].items()]
+        return 200, {"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": items}
     if path.startswith(f"{base_core}/pods/"):
         name = path.rsplit("/", 1)[1]
         found = [p for p in cluster.pods if p["metadata"]["name"] == name and name not in cluster.vanished]

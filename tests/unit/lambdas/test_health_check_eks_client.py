@@ -24,6 +24,7 @@ from kubernetes import client as k8s
 
 from lambdas.common import eks_client
 from lambdas.health_check.kube import ApiKubernetesReader
+from lambdas.health_check.rollout import wait_for_rollout
 from tests.unit.lambdas import k8s_fixtures as fx
 
 ACCESS_KEY = "AKIDEXAMPLE"
@@ -301,3 +302,29 @@ def test_the_real_client_reports_a_missing_deployment_as_not_found() -> None:
             reader.read_deployment(fx.NAMESPACE, fx.DEPLOYMENT)
         pods = reader.list_pods(fx.NAMESPACE, fx.SELECTOR)
         assert sorted(p.metadata.name for p in pods) == sorted(p["metadata"]["name"] for p in fx.steady_pods())
+
+
+def test_the_real_client_waits_a_fix_forward_out_through_the_api() -> None:
+    """The rollout wait over the real kubernetes client and the API's paths: the Deployment, its
+    ReplicaSets and pods; the old ReplicaSet's crash-looping pod does not fail the fix (revision 4)."""
+    old = fx.pod(
+        f"{fx.DEPLOYMENT}-{fx.OLD_HASH}-old01",
+        uid=fx.UID_OLD,
+        created_s=-600,
+        scheduled_s=-599,
+        restarts=9,
+        waiting_reason="CrashLoopBackOff",
+        last_exit_code=1,
+        template_hash=fx.OLD_HASH,
+    )
+    cluster = fx.Cluster(
+        deployment=fx.deployment(revision=4),
+        pods=[*fx.steady_pods(), old],
+        replica_sets=fx.replica_sets_of_fix_forward(),
+    )
+    with fx.FakeApiServer(cluster).running() as server:
+        reader = ApiKubernetesReader(eks_client.build_api_client(server.url, None, lambda: "t"), timeout_s=5)
+        result = wait_for_rollout(reader, fx.NAMESPACE, fx.DEPLOYMENT, timeout_s=5, poll_s=0.1)
+    assert result.status.complete
+    paths = {path for path, _, _ in cluster.requests}
+    assert f"/apis/apps/v1/namespaces/{fx.NAMESPACE}/replicasets" in paths

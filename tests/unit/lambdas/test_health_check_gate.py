@@ -28,6 +28,7 @@ CONFIG = HealthCheckConfig(
     triton_url_parameter=None,
     rollout_timeout_seconds=600,
     metrics_namespace="RadStream/Hooks",
+    stage="dev",
     rollout_poll_seconds=5,
 )
 
@@ -133,7 +134,8 @@ def test_gate_fails_when_a_model_is_not_ready(triton: FakeTriton) -> None:
     triton.not_ready = ("lesion_segmenter",)
     report = _gate(ScriptedReader((fx.deployment(), fx.steady_pods())))
     assert report.summary() == (
-        f"HEALTH GATE FAILED: triton: {CONFIG.triton_url} models: models not READY: lesion_segmenter"
+        f"HEALTH GATE FAILED: triton: {CONFIG.triton_url} models: models not READY: lesion_segmenter "
+        "(still failing after 19 attempts over 90 s)"
     )
     assert report.to_dict()["passed"] == ["rollout"]
 
@@ -164,8 +166,24 @@ def test_gate_reports_kubernetes_access_failures_as_the_rollout_step(triton: Fak
 
 def test_the_lambdas_remaining_time_caps_the_rollout_wait(triton: FakeTriton) -> None:
     stuck = ScriptedReader((fx.deployment(replicas=2, ready=1), [fx.steady_pods()[0], fx.pending_gpu_pod()]))
-    report = _gate(stuck, replace(CONFIG, triton_timeout_seconds=10), time_budget_s=100)
-    assert "(limit 70 s)" in report.summary(), "100 s left minus 3 Triton calls of 10 s"
+    config = replace(CONFIG, triton_timeout_seconds=10, triton_deadline_seconds=20)
+    report = _gate(stuck, config, time_budget_s=200)
+    assert "(limit 110 s)" in report.summary(), "200 s left minus the Triton deadline and 7 calls of 10 s"
+
+
+def test_the_triton_step_retries_until_the_nlb_target_answers(triton: FakeTriton) -> None:
+    """Defect 3: right after the rollout the NLB may still route to no healthy target; the gate retries."""
+    answers = iter([False, False, True])
+    triton.is_live = lambda: next(answers)  # type: ignore[method-assign]
+    report = _gate(ScriptedReader((fx.deployment(), fx.steady_pods())))
+    assert report.ok, report.summary()
+    assert report.step("triton").data["attempts"] == 3  # type: ignore[union-attr]
+
+
+def test_the_release_under_test_is_in_the_report(triton: FakeTriton) -> None:
+    release = (("GATE_IMAGE_URI", fx.IMAGE), ("GATE_WORKLOAD_HASH", "0123abcd"))
+    report = _gate(ScriptedReader((fx.deployment(), fx.steady_pods())), replace(CONFIG, release=release))
+    assert report.to_dict()["release"] == dict(release)
 
 
 def test_triton_url_from_the_ssm_parameter_is_normalised(triton: FakeTriton) -> None:

@@ -45,6 +45,10 @@ ENV = {
     "TRITON_URL": "internal-radstream-nlb.elb.us-east-1.amazonaws.com:8000",
     "ROLLOUT_TIMEOUT_SECONDS": "300",
     "METRICS_NAMESPACE": "RadStream/Hooks",
+    "STAGE": "dev",
+    # The gate retries a failing Triton check until this deadline: short here, real time passes.
+    "TRITON_DEADLINE_SECONDS": "0.2",
+    "TRITON_RETRY_SECONDS": "0.05",
 }
 
 
@@ -209,10 +213,11 @@ def test_a_failed_gate_raises_with_the_report_summary_and_publishes_zero(
     monkeypatch.setattr(handler, "build_reader", lambda config: ScriptedReader((fx.deployment(), fx.steady_pods())))
     with pytest.raises(HealthGateFailed) as caught:
         handler.handler({}, Context())
-    assert str(caught.value) == (
+    assert str(caught.value).startswith(
         "HEALTH GATE FAILED: triton: internal-radstream-nlb.elb.us-east-1.amazonaws.com:8000 models: "
-        "models not READY: cxr_classifier"
+        "models not READY: cxr_classifier (still failing after "
     )
+    assert str(caught.value).endswith(" attempts over 0.2 s)")
     assert caught.value.report["failed"] == ["triton"]
     [document] = emf(capsys.readouterr().out)
     assert values(document, "HealthGatePassed") == [0.0]
@@ -228,6 +233,10 @@ def test_canary_publishes_availability_and_latency(
     assert metric_names(document) == {"Availability", "LatencyMs"}
     assert values(document, "Availability") == [1.0]
     assert values(document, "LatencyMs")[0] >= 0
+    # The stage's own dashboard and alarms select Stage: dev and prod may share an account.
+    (dimensions,) = document["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert set(dimensions) == {"service", "Stage"}
+    assert document["Stage"] == "dev"
 
 
 def test_canary_reports_an_unreachable_triton_without_raising(
@@ -272,3 +281,20 @@ def test_a_missing_variable_fails_the_invocation_with_its_name(
         pytest.raises(ConfigurationError, match="METRICS_NAMESPACE"),
     ):
         handler.handler({}, Context())
+
+
+def test_a_function_pinned_to_the_gate_refuses_a_scheduled_canary_event(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 7: the canary has its own function; the gate function never runs a scheduled event."""
+    monkeypatch.setenv("HEALTH_CHECK_MODE", "gate")
+    with pytest.raises(InvalidEventError, match="this function runs the gate"):
+        handler.handler(SCHEDULED, Context())
+
+
+def test_a_function_pinned_to_the_canary_runs_the_canary_on_any_event(
+    env: dict[str, str], triton: FakeTriton, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HEALTH_CHECK_MODE", "canary")
+    assert handler.handler(SCHEDULED, Context())["mode"] == "canary"
+    assert values(emf(capsys.readouterr().out)[0], "Availability") == [1.0]
