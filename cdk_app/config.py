@@ -343,8 +343,8 @@ class CapacityTimingConfig:
     def new_node_capacity_seconds(self) -> int:
         """From the load's onset to a pod serving on a node that did not exist: the HPA sees the signal
         (pipeline delay + one sync), the Cluster Autoscaler reacts, the node boots, pulls the image and
-        the pod starts (docs/autoscaling.md: the simulated sensitivity row gets its first new pod
-        through a new node after 341 s, inside this sum)."""
+        the pod starts (332 s; docs/autoscaling.md's simulated sensitivity row gets its first new pod
+        through a new node after 341 s: the retry budget covers both)."""
         return (
             self.metrics_pipeline_delay_seconds
             + self.hpa_sync_seconds
@@ -387,7 +387,7 @@ class RetryConfig:
 
 
 # TritonUnavailable: every execution of a burst waits through a scale-up onto a new GPU node
-# (capacity_timing.new_node_capacity_seconds, 350 s), desynchronised by full jitter.
+# (capacity_timing.new_node_capacity_seconds, 332 s; 341 s simulated), desynchronised by full jitter.
 TRITON_RETRY = RetryConfig(interval_seconds=5, backoff_rate=2.0, max_delay_seconds=60, max_attempts=22)
 # StorageUnavailable (S3/KMS throttling, timeouts): the client already retried adaptively; a few more.
 STORAGE_RETRY = RetryConfig(interval_seconds=2, backoff_rate=2.0, max_delay_seconds=30, max_attempts=5)

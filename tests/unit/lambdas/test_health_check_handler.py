@@ -200,7 +200,7 @@ def test_gate_passes_and_publishes_its_metrics(
     assert result["mode"] == "gate"
     [document] = emf(capsys.readouterr().out)
     assert document["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "RadStream/Hooks"
-    assert document["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    assert document["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Stage", "service"]]
     assert document["service"] == "radstream-health-check"
     assert metric_names(document) == {"HealthGatePassed", "HealthGateMs", "RolloutWaitMs"}
     assert values(document, "HealthGatePassed") == [1.0]

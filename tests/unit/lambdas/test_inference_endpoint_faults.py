@@ -89,7 +89,8 @@ def test_a_lambda_timeout_under_the_budget_is_refused_at_synth() -> None:
 
 def test_triton_retries_shorter_than_a_new_node_are_refused_at_synth() -> None:
     old = RetryConfig(interval_seconds=2, backoff_rate=2.0, max_delay_seconds=16, max_attempts=4)
-    with pytest.raises(ConfigError, match="under the 350 s a scale-up onto a new GPU node takes"):
+    capacity = PlatformConfig(stage="dev").capacity_timing.new_node_capacity_seconds
+    with pytest.raises(ConfigError, match=f"under the {capacity} s a scale-up onto a new GPU node takes"):
         PlatformConfig(stage="dev", hooks=HooksConfig(triton_retry=old)).validate()
 
 
