@@ -93,9 +93,13 @@ class Hooks(Construct):
         )
         self.log_key = kms.Key(self, "LogKey", enable_key_rotation=True, description="Encrypts RadStream hook logs")
         self.log_key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com"))
-        # The functions' environment (cluster endpoint and CA, parameter names) at rest under our key.
+        # The functions' environment (cluster endpoint and CA, parameter names) and the scale-event
+        # state at rest under our key.
         self.environment_key = kms.Key(
-            self, "EnvironmentKey", enable_key_rotation=True, description="Encrypts RadStream hook environments"
+            self,
+            "EnvironmentKey",
+            enable_key_rotation=True,
+            description="Encrypts RadStream hook environments and the scale-event state",
         )
         self.dead_letters = sqs.Queue(
             self,
@@ -164,7 +168,8 @@ class Hooks(Construct):
             "ScaleEventsState",
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.environment_key,
             time_to_live_attribute="expires_at",
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True

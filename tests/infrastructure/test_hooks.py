@@ -152,6 +152,8 @@ def test_scale_event_state_is_a_versioned_dynamodb_item_the_stack_does_not_own(d
     props = table["Properties"]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["SSESpecification"]["SSEType"] == "KMS"
+    assert props["SSESpecification"]["KMSMasterKeyId"]["Fn::GetAtt"][0].startswith("HooksEnvironmentKey")
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert "Item" not in json.dumps(props), "the table's items are the Lambda's data, not the template's"

@@ -72,9 +72,11 @@ def test_a_ready_account_passes_every_check(aws, account_quotas):
         "cdk-bootstrap",
         "docker",
     }
-    # The numbers come from the configuration: 20 + 2 + 1 reserved, 4 x g5.xlarge (4 vCPUs).
-    assert "reserves 23" in names["lambda-concurrency"].detail
-    assert "needs >= 123" in names["lambda-concurrency"].detail
+    # The numbers come from the configuration: 20 + 2 + 1 + 1 reserved (endpoint, gate, canary,
+    # scale events), 4 x g5.xlarge (4 vCPUs).
+    assert config.hooks.reserved_concurrency_total == 24
+    assert "reserves 24" in names["lambda-concurrency"].detail
+    assert "needs >= 124" in names["lambda-concurrency"].detail
     assert "needs >= 16" in names["gpu-vcpu-quota"].detail
 
 
