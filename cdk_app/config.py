@@ -429,6 +429,11 @@ class PrometheusCollectorConfig:
     termination_grace_period_seconds: int = 60
     scratch_size_limit: str = "64Mi"
 
+    def __post_init__(self) -> None:
+        # Without a target allocator every replica scrapes every pod: counters would count twice.
+        if self.replicas != 1:
+            raise ConfigError(f"collector.replicas={self.replicas}: one agent must scrape each Triton pod once")
+
 
 @dataclass(frozen=True)
 class PipelineConfig:

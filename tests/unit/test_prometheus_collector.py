@@ -8,11 +8,12 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import pytest
 import yaml
 
 from cdk_app import metric_catalog as catalog
 from cdk_app import prometheus_collector as collector
-from cdk_app.config import load_config
+from cdk_app.config import ConfigError, PrometheusCollectorConfig, load_config
 from cdk_app.k8s_workload import METRICS_SCRAPER_NAMESPACES, NAMESPACE_NAME_LABEL, triton_ingress
 
 CONFIG = load_config("dev")
@@ -72,6 +73,8 @@ def test_one_replica_and_never_two_at_once():
     spec = the_deployment()["spec"]
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}
+    with pytest.raises(ConfigError, match="scrape each Triton pod once"):
+        PrometheusCollectorConfig(replicas=2)
 
 
 def test_the_pod_is_hardened_and_sized():
