@@ -90,6 +90,12 @@ ACKNOWLEDGEMENTS: tuple[Acknowledgement, ...] = (
         "The policy AWS documents for the Container Insights agent: PutMetricData/PutLogEvents, which "
         "cannot be scoped to resources; bound to the agent's service account only through Pod Identity",
     ),
+    Acknowledgement(
+        "PrometheusCollector/Role/Resource",
+        _managed("CloudWatchAgentServerPolicy"),
+        "The policy AWS's Prometheus-on-EKS setup names for the standalone CloudWatch agent (EMF through "
+        "PutLogEvents); bound to the cwagent-prometheus service account only through Pod Identity",
+    ),
     # --- Cluster Autoscaler: least privilege as far as the APIs allow.
     Acknowledgement(
         "Cluster/ClusterAutoscalerPolicy/Resource",

@@ -137,6 +137,11 @@ class AddonVersions:
     # The chart still defaults to the 1.35 autoscaler; the image must match the cluster's minor.
     cluster_autoscaler_image_tag: str = "v1.36.1"
     load_balancer_controller_chart: str = "3.5.0"
+    # The standalone Prometheus collector's image (cdk_app/prometheus_collector.py): the agent tag the
+    # amazon-cloudwatch-observability chart 6.4.0 pins (aws-observability/helm-charts,
+    # charts/amazon-cloudwatch-observability/values.yaml, agent.image.tag), from public.ecr.aws/cloudwatch-agent.
+    cloudwatch_agent_image: str = "public.ecr.aws/cloudwatch-agent/cloudwatch-agent"
+    cloudwatch_agent_image_tag: str = "1.300070.0b1586"
 
 
 @dataclass(frozen=True)
@@ -600,6 +605,36 @@ def gate_budget(config: PlatformConfig) -> GateBudget:
 
 
 @dataclass(frozen=True)
+class PrometheusCollectorConfig:
+    """The standalone CloudWatch agent that scrapes Triton (cdk_app/prometheus_collector.py).
+
+    One replica, so every Triton pod is scraped exactly once. It runs in the add-on's
+    ``amazon-cloudwatch`` namespace, which Triton's NetworkPolicy already admits on the
+    metrics port. Sizes are those of AWS's reference manifest (prometheus-eks.yaml).
+    """
+
+    namespace: str = "amazon-cloudwatch"
+    name: str = "cwagent-prometheus"
+    service_account_name: str = "cwagent-prometheus"
+    replicas: int = 1
+    cpu_request: str = "200m"
+    memory_request: str = "200Mi"
+    cpu_limit: str = "1000m"
+    memory_limit: str = "1000Mi"
+    # The image declares no user; the agent writes only to the emptyDirs mounted for it, so any
+    # unprivileged UID works (>= 10000: outside the node's users, checkov CKV_K8S_40).
+    run_as_user: int = 10001
+    # The agent flushes on SIGTERM; the reference manifest gives it 60 s.
+    termination_grace_period_seconds: int = 60
+    scratch_size_limit: str = "64Mi"
+
+    def __post_init__(self) -> None:
+        # Without a target allocator every replica scrapes every pod: counters would count twice.
+        if self.replicas != 1:
+            raise ConfigError(f"collector.replicas={self.replicas}: one agent must scrape each Triton pod once")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """The CodePipeline that deploys the stages (``cdk synth -c pipeline=true``)."""
 
@@ -693,6 +728,7 @@ class PlatformConfig:
     capacity_timing: CapacityTimingConfig = field(default_factory=CapacityTimingConfig)
     hooks: HooksConfig = field(default_factory=HooksConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    collector: PrometheusCollectorConfig = field(default_factory=PrometheusCollectorConfig)
 
     @property
     def stack_name(self) -> str:

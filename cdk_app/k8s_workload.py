@@ -331,9 +331,9 @@ def default_deny_ingress(config: PlatformConfig) -> Manifest:
 
 
 def triton_ingress(config: PlatformConfig) -> Manifest:
-    """Inference from the namespace and the VPC, metrics from the monitoring namespaces only.
+    """Inference from the namespace and the VPC, metrics from the scrapers' namespaces only.
 
-    The VPC CIDR covers the hook Lambdas and the kubelet's probes from the node.
+    The VPC CIDR covers the hook Lambdas, the NLB's health checks and the kubelet's probes from the node.
     """
     workload = config.workload
     inference_ports = [{"protocol": "TCP", "port": port} for port in (workload.http_port, workload.grpc_port)]
@@ -355,9 +355,9 @@ def triton_ingress(config: PlatformConfig) -> Manifest:
                     "ports": inference_ports,
                 },
                 {
-                    # Prometheus (pod network) by namespace; the CloudWatch agent runs on the host
-                    # network, so its scrapes come from node addresses in the VPC.
-                    "from": [{"namespaceSelector": scrapers}, {"ipBlock": {"cidr": config.network.vpc_cidr}}],
+                    # Prometheus and the standalone CloudWatch agent (cdk_app/prometheus_collector.py) both
+                    # run on the pod network: admitted by namespace, no node addresses needed.
+                    "from": [{"namespaceSelector": scrapers}],
                     "ports": [{"protocol": "TCP", "port": workload.metrics_port}],
                 },
             ],

@@ -3,14 +3,17 @@
 Three sources feed CloudWatch, and the collector configuration, the dashboard and
 the alarms all read their names from here (no copy-pasted strings):
 
-* **Triton's Prometheus metrics** (port 8002 of every Triton pod), scraped by the
-  CloudWatch agent of the ``amazon-cloudwatch-observability`` add-on and turned
-  into CloudWatch metrics by its EMF processor (namespace
-  ``observability.prometheus_namespace``). ``collector_addon_configuration``
-  builds the add-on's configuration: the scrape job and the ``metric_declaration``
-  entries come from ``TRITON_METRICS`` and ``DECLARATIONS`` below.
+* **Triton's Prometheus metrics** (port 8002 of every Triton pod), scraped by a
+  standalone CloudWatch agent (``cdk_app/prometheus_collector.py``, AWS's
+  "CloudWatch agent with Prometheus metrics collection" on EKS) and turned into
+  CloudWatch metrics by its EMF processor (namespace ``observability.prometheus_namespace``).
+  ``scrape_config`` and ``agent_config`` build its two configuration files: the scrape
+  job and the ``metric_declaration`` entries come from ``TRITON_METRICS`` and
+  ``DECLARATIONS`` below.
 * **Container Insights** (enhanced observability, GPU metrics through the
-  add-on's DCGM exporter): namespace ``ContainerInsights``, names fixed by AWS.
+  ``amazon-cloudwatch-observability`` add-on's DCGM exporter): namespace
+  ``ContainerInsights``, names fixed by AWS. ``collector_addon_configuration`` builds
+  the add-on's configuration, with documented keys only.
 * **The hook Lambdas** (Powertools EMF, namespace ``hooks.metrics_namespace``,
   dimension ``service``): the canary and the scale-event publisher.
 
@@ -61,8 +64,11 @@ HOOK_SERVICE: Final = "service"
 HOOK_STAGE: Final = "Stage"
 
 CONTAINER_INSIGHTS_NAMESPACE: Final = "ContainerInsights"
-# Where the CloudWatch add-on mounts agent.prometheus.config (the operator's fixed path).
-PROMETHEUS_CONFIG_PATH: Final = "/etc/prometheusconfig/prometheus.yaml"
+# Where the standalone agent reads the scrape configuration (its ConfigMap's mount in AWS's
+# reference manifest, prometheus-eks.yaml; cdk_app/prometheus_collector.py mounts it there).
+PROMETHEUS_CONFIG_DIR: Final = "/etc/prometheusconfig"
+PROMETHEUS_CONFIG_FILE: Final = "prometheus.yaml"
+PROMETHEUS_CONFIG_PATH: Final = f"{PROMETHEUS_CONFIG_DIR}/{PROMETHEUS_CONFIG_FILE}"
 METRICS_PORT_NAME: Final = "metrics"
 
 # --- Models. Clients call the ensemble; its steps are what queue and compute.
@@ -272,7 +278,7 @@ HOOK_METRICS: Final = (
 )
 
 
-# --- The collector's configuration (the amazon-cloudwatch-observability add-on).
+# --- The collectors' configuration: the standalone Prometheus agent and the add-on.
 
 
 def _exact(*names: str) -> str:
@@ -293,7 +299,11 @@ def scraped_series_names() -> list[str]:
 
 
 def scrape_config(config: PlatformConfig) -> dict[str, Any]:
-    """The Prometheus configuration (``agent.prometheus.config``): Triton's metrics port only."""
+    """The standalone agent's Prometheus configuration (``prometheus.yaml``): Triton's metrics port only.
+
+    Discovery is limited to the workload namespace, so the agent needs to read pods there only
+    (a namespaced Role, cdk_app/prometheus_collector.py).
+    """
     workload, observability = config.workload, config.observability
     return {
         "global": {
@@ -349,15 +359,15 @@ def metric_declarations() -> list[dict[str, Any]]:
 
 
 def agent_config(config: PlatformConfig) -> dict[str, Any]:
-    """The CloudWatch agent configuration (``agent.config``).
+    """The standalone agent's configuration (``cwagentconfig.json``): Prometheus to EMF, nothing else.
 
-    It replaces the add-on's default, so Container Insights is spelled out here:
-    enhanced observability, and accelerated-compute (NVIDIA GPU) metrics.
+    The shape of AWS's reference manifest (prometheus-eks.yaml): the region, and
+    ``logs.metrics_collected.prometheus`` pointing at the scrape configuration.
     """
     return {
+        "agent": {"region": config.region},
         "logs": {
             "metrics_collected": {
-                "kubernetes": {"enhanced_container_insights": True, "accelerated_compute_metrics": True},
                 "prometheus": {
                     "cluster_name": config.cluster.name,
                     "log_group_name": prometheus_log_group_name(config),
@@ -370,34 +380,41 @@ def agent_config(config: PlatformConfig) -> dict[str, Any]:
                 },
             },
             "force_flush_interval": 5,
-        }
+        },
     }
+
+
+# The two documented switches of the add-on's Container Insights.
+CONTAINER_INSIGHTS_FEATURES: Final = {"enhanced_container_insights": True, "accelerated_compute_metrics": True}
+
+
+def addon_agent_config() -> dict[str, Any]:
+    """The add-on agent's configuration (``agent.config``): Container Insights only.
+
+    It replaces the add-on's default, so both features are spelled out: enhanced
+    observability, and accelerated-compute (NVIDIA GPU) metrics.
+    """
+    return {"logs": {"metrics_collected": {"kubernetes": dict(CONTAINER_INSIGHTS_FEATURES)}}}
 
 
 def collector_addon_configuration(config: PlatformConfig) -> dict[str, Any]:
-    """``configuration_values`` of the amazon-cloudwatch-observability add-on.
+    """``configuration_values`` of the amazon-cloudwatch-observability add-on: Container Insights only.
 
-    The agent runs as a DaemonSet; the target allocator shards the scrape targets
-    across its pods, so each Triton pod is scraped by exactly one agent (without
-    it every agent would scrape every pod and counters would be counted once per node).
+    Only keys AWS documents for the add-on: ``agent.config`` with
+    ``logs.metrics_collected.kubernetes.enhanced_container_insights`` and
+    ``accelerated_compute_metrics``, and ``containerLogs.enabled`` (CloudWatch user guide,
+    "Install the CloudWatch agent with the Amazon CloudWatch Observability EKS add-on or the
+    Helm chart", sections "Configuring the CloudWatch agent", "Opt out of accelerated compute
+    metrics" and "Opt out of container log collection").
 
-    Not verified against the add-on: ``agent.prometheus`` and ``targetAllocator`` are values of
-    the amazon-cloudwatch-observability Helm chart (aws-observability/helm-charts,
-    ``charts/amazon-cloudwatch-observability/values.yaml``), applied to the default agent and so
-    merged into every agent the chart renders. AWS documents them for neither the chart nor the
-    v6.7.0 add-on ("Configuring the add-on and the Helm chart", CloudWatch user guide); the
-    add-on's documented Prometheus path (ServiceMonitor/PodMonitor scraping) starts at v8.0.0, and
-    the documented alternative is the standalone CloudWatch agent with Prometheus monitoring
-    ("Set up and configure Prometheus metrics collection on Amazon EKS"). docs/deploy.md says how
-    to check the pinned add-on's schema (``aws eks describe-addon-configuration``).
+    No Prometheus scraping here: the chart's ``agent.prometheus``/``targetAllocator`` values are
+    documented for neither the chart nor the v6.7.0 add-on (the add-on's documented Prometheus
+    scraping starts at v8.0.0), and the chart merges them into every agent it renders. Triton is
+    scraped by the standalone agent instead (``cdk_app/prometheus_collector.py``). docs/runbook.md
+    says how to read the pinned add-on's schema (``aws eks describe-addon-configuration``).
     """
-    return {
-        "agent": {
-            "config": agent_config(config),
-            "prometheus": {"config": scrape_config(config), "targetAllocator": {"enabled": True}},
-        },
-        "containerLogs": {"enabled": True},
-    }
+    del config  # the same for every stage; the signature matches the other generators
+    return {"agent": {"config": addon_agent_config()}, "containerLogs": {"enabled": True}}
 
 
 # --- What the agent does with a scraped sample (for the tests).

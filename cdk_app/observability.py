@@ -2,14 +2,12 @@
 
 Choices:
 
-* **Collector: the CloudWatch agent of the ``amazon-cloudwatch-observability``
-  add-on**, not ADOT. The add-on is already installed for Container Insights
-  (enhanced observability, GPU metrics through its DCGM exporter) and already has
-  a Pod Identity role; its agent scrapes Prometheus targets too. One agent, one
-  role, one add-on to upgrade; ADOT would add a second collector, a second role
-  and its own operator for the same result. The add-on's configuration is built
-  from ``cdk_app/metric_catalog.py`` (``collector_addon_configuration``) and set in
-  ``cdk_app/cluster.py``.
+* **Collectors: CloudWatch agents**, not ADOT. The ``amazon-cloudwatch-observability``
+  add-on collects Container Insights (enhanced observability, GPU metrics through its
+  DCGM exporter; ``metric_catalog.collector_addon_configuration``, documented keys only);
+  the pinned add-on documents no Prometheus scraping, so AWS's standalone CloudWatch agent
+  for Prometheus scrapes Triton (``cdk_app/prometheus_collector.py``, its files from
+  ``metric_catalog.agent_config`` and ``scrape_config``).
 * **Dashboard and alarms: plain ``aws_cloudwatch``**, not cdk-monitoring-constructs.
   Every metric name and dimension comes from the catalog, the alarms need metric
   math (error rate, HPA at max while the queue signal is above target) and a

@@ -21,6 +21,7 @@ from cdk_app.metric_catalog import collector_addon_configuration
 from cdk_app.model_store import ModelStore
 from cdk_app.network import Network
 from cdk_app.observability import Observability
+from cdk_app.prometheus_collector_construct import PrometheusCollector
 from cdk_app.registry import Registry
 from cdk_app.release import gate_environment
 
@@ -110,10 +111,20 @@ class RadStreamPlatformStack(cdk.Stack):
             triton_url=self.triton_url,
             log_retention_days=config.hooks.log_retention_days,
         )
-        # Dashboard, alarms and their topics; the agent writes into the log group created here.
+        # Dashboard, alarms and their topics; the Prometheus agent writes into the log group created here.
         self.observability = Observability(self, "Observability", config=config)
-        self.cluster.addons["amazon-cloudwatch-observability"].node.add_dependency(
-            self.observability.prometheus_log_group
+        # Scrapes Triton: in the add-on's namespace, with its Role in the workload's.
+        self.prometheus_collector = PrometheusCollector(
+            self,
+            "PrometheusCollector",
+            config=config,
+            cluster=self.cluster.cluster,
+            pod_identity_agent=self.cluster.addons["eks-pod-identity-agent"],
+            after=[
+                self.cluster.addons["amazon-cloudwatch-observability"],
+                self.workload.namespace,
+                self.observability.prometheus_log_group,
+            ],
         )
 
         # Read by the pipeline's post-deploy steps.

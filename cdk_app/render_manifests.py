@@ -21,6 +21,7 @@ import yaml
 
 from cdk_app.config import PlatformConfig, load_config
 from cdk_app.k8s_workload import OVERPROVISIONING_NAME, Manifest, build_workload_objects
+from cdk_app.prometheus_collector import build_collector_objects, render_yaml
 from cdk_app.scaling_signal import recording_rules
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -43,6 +44,8 @@ FILE_OBJECTS: Final[dict[str, str]] = {OVERPROVISIONING_NAME: "capacity.yaml"}
 # The scaling signal's Prometheus rules: not a Kubernetes object, so in a subfolder that
 # `kubectl apply -f k8s_manifests/` does not read; promtool tests run against it.
 RULES_FILE: Final = "prometheus/recording_rules.yml"
+# The standalone Prometheus collector (cdk_app.prometheus_collector): its own file, its own namespace.
+COLLECTOR_FILE: Final = "collector.yaml"
 
 
 def placeholder_image(config: PlatformConfig) -> str:
@@ -75,6 +78,7 @@ def render(stage: str = DEFAULT_STAGE) -> dict[str, str]:
         name: _header(stage) + yaml.safe_dump_all(group, sort_keys=False)
         for name, group in _group_by_file(objects).items()
     }
+    rendered[COLLECTOR_FILE] = _header(stage) + render_yaml(build_collector_objects(config))
     rendered[RULES_FILE] = _header(stage) + yaml.safe_dump(recording_rules(config), sort_keys=False)
     return rendered
 

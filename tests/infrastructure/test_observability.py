@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import yaml
 
 from cdk_app import metric_catalog as catalog
 from cdk_app.observability import export_path, metrics_in_use, synthesize_template
@@ -380,12 +381,51 @@ def addon_configuration(synth: Synthesized) -> tuple[str, dict[str, Any]]:
     return key, json.loads(addon["Properties"]["ConfigurationValues"])
 
 
+def collector_manifest(synth: Synthesized) -> tuple[str, list[dict[str, Any]]]:
+    """The KubernetesManifest resource that applies the standalone agent, and its objects."""
+    found = [
+        (key, json.loads(join_to_text(res["Properties"]["Manifest"])))
+        for key, res in synth.resources("Custom::AWSCDK-EKS-KubernetesResource").items()
+        if '"cwagent-prometheus"' in join_to_text(res["Properties"]["Manifest"])
+    ]
+    assert len(found) == 1, "one manifest resource applies the Prometheus collector"
+    return found[0]
+
+
+def collector_files(synth: Synthesized) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(cwagentconfig.json, prometheus.yaml) as applied by CDK."""
+    _, objects = collector_manifest(synth)
+    data: dict[str, str] = {}
+    for obj in objects:
+        if obj["kind"] == "ConfigMap":
+            data |= obj["data"]
+    return json.loads(data["cwagentconfig.json"]), yaml.safe_load(data["prometheus.yaml"])
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_the_addon_scrapes_port_8002_of_the_triton_pods(synthesized, variant):
+def test_the_addon_carries_container_insights_only_and_no_prometheus_values(synthesized, variant):
+    """agent.prometheus / targetAllocator are chart values the v6.7.0 add-on does not document."""
+    _, values = addon_configuration(synthesized[variant])
+    assert set(values) == {"agent", "containerLogs"}
+    assert set(values["agent"]) == {"config"}
+    assert values["agent"]["config"] == {
+        "logs": {
+            "metrics_collected": {
+                "kubernetes": {"enhanced_container_insights": True, "accelerated_compute_metrics": True}
+            }
+        }
+    }
+    text = json.dumps(values)
+    assert "prometheus" not in text and "targetAllocator" not in text
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_standalone_agent_scrapes_port_8002_of_the_triton_pods_in_the_workload_namespace(synthesized, variant):
     synth = synthesized[variant]
-    _, values = addon_configuration(synth)
-    assert values["agent"]["prometheus"]["targetAllocator"] == {"enabled": True}
-    (job,) = values["agent"]["prometheus"]["config"]["scrape_configs"]
+    agent, prometheus = collector_files(synth)
+    assert agent == catalog.agent_config(synth.config)
+    assert prometheus == catalog.scrape_config(synth.config)
+    (job,) = prometheus["scrape_configs"]
     assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": ["radstream"]}}]
     keeps = {rule["source_labels"][0]: rule["regex"] for rule in job["relabel_configs"] if rule["action"] == "keep"}
     assert keeps == {
@@ -393,16 +433,47 @@ def test_the_addon_scrapes_port_8002_of_the_triton_pods(synthesized, variant):
         "__meta_kubernetes_pod_container_port_name": "metrics",
         "__meta_kubernetes_pod_container_port_number": "8002",
     }
-    kubernetes = values["agent"]["config"]["logs"]["metrics_collected"]["kubernetes"]
-    assert kubernetes["enhanced_container_insights"] is True
-    assert kubernetes["accelerated_compute_metrics"] is True
+    _, objects = collector_manifest(synth)
+    kinds = {(obj["kind"], obj["metadata"]["namespace"]) for obj in objects}
+    assert kinds == {
+        ("ServiceAccount", "amazon-cloudwatch"),
+        ("ConfigMap", "amazon-cloudwatch"),
+        ("Deployment", "amazon-cloudwatch"),
+        ("Role", "radstream"),
+        ("RoleBinding", "radstream"),
+    }
+
+
+def test_the_collector_is_applied_after_the_addon_its_identity_and_the_workload_namespace(dev):
+    key, _ = collector_manifest(dev)
+    depends = set(dev.json["Resources"][key]["DependsOn"])
+    addon_id, _ = addon_configuration(dev)
+    (identity_id,) = [
+        k
+        for k, r in dev.resources("AWS::EKS::PodIdentityAssociation").items()
+        if r["Properties"]["ServiceAccount"] == "cwagent-prometheus"
+    ]
+    assert {addon_id, identity_id} <= depends
+    namespaces = [
+        k
+        for k, r in dev.resources("Custom::AWSCDK-EKS-KubernetesResource").items()
+        if '"kind":"Namespace"' in join_to_text(r["Properties"]["Manifest"]).replace(" ", "")
+    ]
+    assert set(namespaces) & depends, "the Role lives in the workload namespace: apply after it exists"
+    identity = dev.json["Resources"][identity_id]["Properties"]
+    assert identity["Namespace"] == "amazon-cloudwatch"
+    role_id = identity["RoleArn"]["Fn::GetAtt"][0]
+    role = dev.json["Resources"][role_id]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert [join_to_text(arn) for arn in role["ManagedPolicyArns"]] == [
+        "arn:<token>:iam::aws:policy/CloudWatchAgentServerPolicy"
+    ]
 
 
 def test_the_collector_keeps_every_prometheus_metric_the_alarms_and_widgets_use(dev):
-    _, values = addon_configuration(dev)
-    prometheus = values["agent"]["config"]["logs"]["metrics_collected"]["prometheus"]
-    declarations = prometheus["emf_processor"]["metric_declaration"]
-    (job,) = values["agent"]["prometheus"]["config"]["scrape_configs"]
+    agent, prometheus = collector_files(dev)
+    declarations = agent["logs"]["metrics_collected"]["prometheus"]["emf_processor"]["metric_declaration"]
+    (job,) = prometheus["scrape_configs"]
     (keep_names,) = job["metric_relabel_configs"]
     uses = [u for u in metrics_in_use(dev.json) if u.namespace == PROMETHEUS]
     assert {u.name for u in uses} >= {"nv_inference_request_success", "nv_inference_request_summary_us"}
@@ -416,9 +487,10 @@ def test_the_collector_keeps_every_prometheus_metric_the_alarms_and_widgets_use(
 
 
 def test_the_agent_writes_into_the_stacks_encrypted_log_group(dev):
-    addon_id, values = addon_configuration(dev)
-    group_name = values["agent"]["config"]["logs"]["metrics_collected"]["prometheus"]["log_group_name"]
+    agent, _ = collector_files(dev)
+    manifest_id, _ = collector_manifest(dev)
+    group_name = agent["logs"]["metrics_collected"]["prometheus"]["log_group_name"]
     group_id, group = resource(dev, "AWS::Logs::LogGroup", LogGroupName=group_name)
     assert group["Properties"]["RetentionInDays"] == 365
     assert "KmsKeyId" in group["Properties"]
-    assert group_id in dev.json["Resources"][addon_id]["DependsOn"]
+    assert group_id in dev.json["Resources"][manifest_id]["DependsOn"]

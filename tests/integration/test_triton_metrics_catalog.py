@@ -1,7 +1,7 @@
 """The real Triton 2.51 (started by start_triton.sh, as in the pods) against the metric
 catalog: its /metrics text goes through the collector's own selection (the scrape
 job's relabelling and metric filter, then the agent's metric declarations, taken
-from the add-on configuration CDK deploys), and every Prometheus metric an alarm or
+from the standalone agent's ConfigMaps CDK applies), and every Prometheus metric an alarm or
 a dashboard widget reads must come out with the dimensions it is read with.
 
 Triton's GPU metrics exist only where NVML sees a GPU: on this CPU-only server they
@@ -9,17 +9,22 @@ are reported as expected failures ("produced only on GPU nodes"), never skipped.
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.request
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import tritonclient.http as httpclient
+import yaml
 from tritonclient.utils import InferenceServerException
 
 from cdk_app import metric_catalog as catalog
 from cdk_app.config import load_config
 from cdk_app.observability import MetricUse, metrics_in_use, synthesize_template
+from cdk_app.prometheus_collector import build_collector_objects
 from radstream_triton.server import LocalTritonServer
 from tests.integration.pipeline_client import infer_pipeline
 
@@ -49,10 +54,25 @@ def scrape(server: LocalTritonServer) -> list[catalog.Sample]:
     return samples
 
 
+@dataclass(frozen=True)
+class CollectorFiles:
+    agent: dict[str, Any]  # cwagentconfig.json
+    prometheus: dict[str, Any]  # prometheus.yaml
+
+
+def collector_files() -> CollectorFiles:
+    """The two files the standalone agent reads, parsed from the ConfigMaps CDK applies."""
+    data: dict[str, str] = {}
+    for obj in build_collector_objects(CONFIG):
+        if obj["kind"] == "ConfigMap":
+            data |= obj["data"]
+    return CollectorFiles(json.loads(data["cwagentconfig.json"]), yaml.safe_load(data["prometheus.yaml"]))
+
+
 def collect(samples: Iterable[catalog.Sample]) -> list[catalog.Emitted]:
     """What the CloudWatch agent would send for these samples of one Triton pod."""
-    values = catalog.collector_addon_configuration(CONFIG)
-    (job,) = values["agent"]["prometheus"]["config"]["scrape_configs"]
+    files = collector_files()
+    (job,) = files.prometheus["scrape_configs"]
     target = catalog.relabel(
         job["relabel_configs"],
         {
@@ -68,7 +88,7 @@ def collect(samples: Iterable[catalog.Sample]) -> list[catalog.Emitted]:
     kept = [s for s in samples if catalog.relabel(job["metric_relabel_configs"], {"__name__": s.name}) is not None]
     extra = {k: v for k, v in target.items() if not k.startswith("__")}
     extra |= {"job": job["job_name"], catalog.CLUSTER: CONFIG.cluster.name}
-    declarations = values["agent"]["config"]["logs"]["metrics_collected"]["prometheus"]["emf_processor"]
+    declarations = files.agent["logs"]["metrics_collected"]["prometheus"]["emf_processor"]
     return catalog.select_metrics(declarations["metric_declaration"], kept, extra)
 
 

@@ -258,9 +258,8 @@ def test_network_policies_deny_ingress_except_inference_and_metrics(objects, con
     assert {"podSelector": {}} in inference["from"]
     assert {"ipBlock": {"cidr": config.network.vpc_cidr}} in inference["from"]
     assert [p["port"] for p in metrics["ports"]] == [8002]
-    scrapers, node_network = metrics["from"]
-    # The CloudWatch agent scrapes from the host network: node addresses in the VPC.
-    assert node_network == {"ipBlock": {"cidr": config.network.vpc_cidr}}
+    # Only the scrapers' namespaces (both on the pod network): no VPC-wide access to the metrics port.
+    (scrapers,) = metrics["from"]
     (expression,) = scrapers["namespaceSelector"]["matchExpressions"]
     assert expression["key"] == "kubernetes.io/metadata.name"
     assert expression["operator"] == "In"

@@ -194,19 +194,36 @@ def test_emitted_series_lists_every_declared_pair():
 # ---- the add-on configuration ----------------------------------------------------------------------------
 
 
-def test_addon_configuration_enables_enhanced_gpu_insights_prometheus_and_the_target_allocator():
+def test_addon_configuration_is_container_insights_with_documented_keys_only():
+    """No chart-only Prometheus values (agent.prometheus, targetAllocator) reach the v6.7.0 add-on."""
     values = catalog.collector_addon_configuration(CONFIG)
-    agent = values["agent"]
-    kubernetes = agent["config"]["logs"]["metrics_collected"]["kubernetes"]
-    assert kubernetes == {"enhanced_container_insights": True, "accelerated_compute_metrics": True}
-    prometheus = agent["config"]["logs"]["metrics_collected"]["prometheus"]
+    assert values == {
+        "agent": {
+            "config": {
+                "logs": {
+                    "metrics_collected": {
+                        "kubernetes": {"enhanced_container_insights": True, "accelerated_compute_metrics": True}
+                    }
+                }
+            }
+        },
+        "containerLogs": {"enabled": True},
+    }
+    text = json.dumps(values)  # plain JSON: the add-on takes it as configuration values
+    assert "prometheus" not in text and "targetAllocator" not in text
+
+
+def test_the_standalone_agent_config_sends_triton_through_emf_only():
+    agent = catalog.agent_config(CONFIG)
+    assert agent["agent"] == {"region": "us-east-1"}
+    (collected,) = agent["logs"]["metrics_collected"]
+    assert collected == "prometheus", "the standalone agent collects Prometheus only (no second Container Insights)"
+    prometheus = agent["logs"]["metrics_collected"]["prometheus"]
     assert prometheus["prometheus_config_path"] == "/etc/prometheusconfig/prometheus.yaml"
     assert prometheus["cluster_name"] == "radstream-dev"
     assert prometheus["log_group_name"] == "/aws/containerinsights/radstream-dev/prometheus"
     assert prometheus["emf_processor"]["metric_namespace"] == "ContainerInsights/Prometheus"
-    assert agent["prometheus"] == {"config": catalog.scrape_config(CONFIG), "targetAllocator": {"enabled": True}}
-    assert values["containerLogs"] == {"enabled": True}
-    json.dumps(values)  # plain JSON: the add-on takes it as configuration values
+    assert prometheus["emf_processor"]["metric_declaration"] == catalog.metric_declarations()
 
 
 # ---- the names the hooks publish ----------------------------------------------------------------------------
