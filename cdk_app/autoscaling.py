@@ -48,6 +48,48 @@ def prometheus_values(config: PlatformConfig) -> dict[str, Any]:
     }
 
 
+def prometheus_service_target(config: PlatformConfig) -> str:
+    """Prometheus as the service proxy names it: ``<scheme>:<service>:<port>``."""
+    return f"http:{PROMETHEUS_RELEASE}-server:80"
+
+
+def signal_reader_objects(config: PlatformConfig) -> list[dict[str, Any]]:
+    """``get`` on Prometheus' service proxy, and nothing else, for the signal readers' group.
+
+    The API server authorizes ``GET /api/v1/namespaces/<ns>/services/<target>/proxy/...`` as verb
+    ``get`` on ``services/proxy`` with the name ``<target>`` (``http:prometheus-server:80``): the
+    scale-events hook reads the recording rule's evaluations this way (lambdas/scale_events/kube.py).
+    """
+    monitoring = config.monitoring
+    name = "radstream-scaling-signal-reader"
+    labels = {"app.kubernetes.io/part-of": "radstream", "app.kubernetes.io/managed-by": "radstream-cdk"}
+    metadata = {"name": name, "namespace": monitoring.namespace, "labels": labels}
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": metadata,
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["services/proxy"],
+                    "resourceNames": [prometheus_service_target(config)],
+                    "verbs": ["get"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": metadata,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": monitoring.signal_readers_group}
+            ],
+        },
+    ]
+
+
 def prometheus_adapter_values(config: PlatformConfig) -> dict[str, Any]:
     return {
         "prometheus": {"url": f"http://{PROMETHEUS_RELEASE}-server.{config.monitoring.namespace}.svc", "port": 80},
@@ -85,3 +127,11 @@ class Autoscaling(Construct):
             values=prometheus_adapter_values(config),
         )
         self.adapter.node.add_dependency(self.prometheus)
+        # After the chart, which creates the namespace; deleting these objects leaves Prometheus alone.
+        self.signal_readers = eks.KubernetesManifest(
+            self,
+            "SignalReaders",
+            cluster=cluster,  # type: ignore[arg-type]
+            manifest=signal_reader_objects(config),
+        )
+        self.signal_readers.node.add_dependency(self.prometheus)

@@ -312,6 +312,9 @@ class MonitoringConfig:
     """In-cluster Prometheus (scaling signal) and prometheus-adapter, pinned."""
 
     namespace: str = "monitoring"
+    # The Kubernetes group whose members may read Prometheus through the API server's service proxy
+    # (the scale-events hook's access entry carries it; cdk_app/autoscaling.py binds the Role).
+    signal_readers_group: str = "radstream:scaling-signal-readers"
     # The newest release tag of prometheus-community/helm-charts that could be confirmed
     # (prometheus-29.27.0, 2026-08); 29.35.0 was in no public source. The values set here exist in
     # that chart's values.yaml.

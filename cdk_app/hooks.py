@@ -31,7 +31,7 @@ from aws_cdk import aws_ssm as ssm
 from aws_cdk import triggers
 from constructs import Construct, IConstruct
 
-from cdk_app.autoscaling import PROMETHEUS_RELEASE
+from cdk_app.autoscaling import prometheus_service_target
 from cdk_app.config import PlatformConfig, gate_budget
 from cdk_app.lambda_bundling import ARCHITECTURES, hook_code
 from cdk_app.network import LOG_RETENTION
@@ -190,7 +190,7 @@ class Hooks(Construct):
                 "SCALE_UP_DEADLINE_SECONDS": str(config.observability.time_to_scale_seconds),
                 # The scaling signal as the HPA sees it (the pods' average of the recording rule), from the
                 # in-cluster Prometheus through the API server's service proxy: one sample per rule evaluation.
-                "SIGNAL_SERVICE": f"{monitoring.namespace}/http:{PROMETHEUS_RELEASE}-server:80",
+                "SIGNAL_SERVICE": f"{monitoring.namespace}/{prometheus_service_target(config)}",
                 "SIGNAL_QUERY": f'avg({POD_QUEUE_RULE}{{namespace="{workload.namespace}"}})',
                 "SIGNAL_TARGET": str(scaling.queue_time_target_us),
                 "SIGNAL_STEP_SECONDS": str(monitoring.rule_evaluation_interval_seconds),
@@ -244,6 +244,11 @@ class Hooks(Construct):
             entry = cluster.node.try_find_child(f"{name}View")
             assert entry is not None, f"grant_access created no access entry {name}View"
             self.access_entries[name] = entry
+        # The scale-events hook also reads the scaling signal from Prometheus through the service proxy:
+        # its access entry puts it in the group cdk_app/autoscaling.py binds to that one permission.
+        signal_entry = self.access_entries["ScaleEvents"].node.default_child
+        assert isinstance(signal_entry, cdk.CfnResource)
+        signal_entry.add_property_override("KubernetesGroups", [monitoring.signal_readers_group])
 
         # The gate: after the workload and the NLB exist; failure rolls the stack back.
         self.health_gate = triggers.Trigger(

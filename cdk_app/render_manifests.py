@@ -19,6 +19,7 @@ from typing import Final
 # PyYAML ships no type hints; the ignore stays harmless once types-PyYAML is installed.
 import yaml
 
+from cdk_app.autoscaling import signal_reader_objects
 from cdk_app.config import PlatformConfig, load_config
 from cdk_app.k8s_workload import OVERPROVISIONING_NAME, Manifest, build_workload_objects
 from cdk_app.prometheus_collector import build_collector_objects, render_yaml
@@ -46,6 +47,8 @@ FILE_OBJECTS: Final[dict[str, str]] = {OVERPROVISIONING_NAME: "capacity.yaml"}
 RULES_FILE: Final = "prometheus/recording_rules.yml"
 # The standalone Prometheus collector (cdk_app.prometheus_collector): its own file, its own namespace.
 COLLECTOR_FILE: Final = "collector.yaml"
+# Who may read the scaling signal from Prometheus (cdk_app.autoscaling): in the monitoring namespace.
+SIGNAL_READERS_FILE: Final = "signal-readers.yaml"
 
 
 def placeholder_image(config: PlatformConfig) -> str:
@@ -79,6 +82,7 @@ def render(stage: str = DEFAULT_STAGE) -> dict[str, str]:
         for name, group in _group_by_file(objects).items()
     }
     rendered[COLLECTOR_FILE] = _header(stage) + render_yaml(build_collector_objects(config))
+    rendered[SIGNAL_READERS_FILE] = _header(stage) + yaml.safe_dump_all(signal_reader_objects(config), sort_keys=False)
     rendered[RULES_FILE] = _header(stage) + yaml.safe_dump(recording_rules(config), sort_keys=False)
     return rendered
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.infrastructure.conftest import join_to_text
+from tests.infrastructure.conftest import join_to_text, manifest_objects
 
 HOOKS = ("HooksHealthCheck", "HooksCanary", "HooksScaleEvents", "HooksInferenceEndpoint")
 HOOK_MODULES = {
@@ -169,3 +169,35 @@ def test_scale_event_state_is_a_versioned_dynamodb_item_the_stack_does_not_own(d
     )
     assert '"dynamodb:GetItem"' in policies and '"dynamodb:PutItem"' in policies
     assert "ssm:PutParameter" not in policies
+
+
+def test_the_scale_events_hook_may_read_the_scaling_signal_and_nothing_more(dev):
+    """It reads Prometheus through the API server's service proxy (SIGNAL_SERVICE): its access entry
+    puts it in the group that one Role binds, ``get`` on exactly that service's proxy."""
+    import kubernetes_validate
+
+    group = dev.config.monitoring.signal_readers_group
+    entries = {
+        json.dumps(e["Properties"]["PrincipalArn"]): e["Properties"]
+        for e in dev.resources("AWS::EKS::AccessEntry").values()
+    }
+    (scale_entry,) = [e for arn, e in entries.items() if "HooksScaleEvents" in arn]
+    assert scale_entry["KubernetesGroups"] == [group]
+    (gate_entry,) = [e for arn, e in entries.items() if "HooksHealthCheck" in arn]
+    assert "KubernetesGroups" not in gate_entry
+    functions = _functions(dev)
+    namespace, target = functions["HooksScaleEvents"]["Environment"]["Variables"]["SIGNAL_SERVICE"].split("/")
+    objects = {
+        obj["kind"]: obj
+        for obj in manifest_objects(dev)
+        if obj["kind"] in ("Role", "RoleBinding") and obj["metadata"]["name"] == "radstream-scaling-signal-reader"
+    }
+    role, binding = objects["Role"], objects["RoleBinding"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["services/proxy"], "resourceNames": [target], "verbs": ["get"]}
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}]
+    for obj in (role, binding):
+        kubernetes_validate.validate(obj, "1.32.0", strict=True)
