@@ -16,7 +16,7 @@ Counting each scale decision once. The authority is the HPA's own status, not it
   ``series``) are read the same way.
 
 Time to scale, per scale-up: from the first rule evaluation at which the scaling signal crossed
-its target (Prometheus, read through the API server's service proxy: the evaluations are 10 s
+its target (Prometheus, read through the API server's service proxy: the evaluations are 5 s
 apart, CloudWatch's copy is 60 s) to the moment new capacity serves: the first added pod (the
 serving pod beyond the replicas before the decision) Ready with every readiness gate True (the
 AWS Load Balancer Controller's ``target-health.elbv2.k8s.aws/<binding>`` condition: its NLB
