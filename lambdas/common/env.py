@@ -97,6 +97,18 @@ def bounded_float(
     return value
 
 
+def workload_cluster(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a hook that reads the workload through the EKS API needs: the cluster and where the workload is."""
+    return {
+        "cluster_name": require(environ, "CLUSTER_NAME"),
+        "cluster_endpoint": require(environ, "CLUSTER_ENDPOINT", "the EKS API endpoint"),
+        "cluster_ca": require(environ, "CLUSTER_CA", "the cluster's base64 certificate authority data"),
+        "region": region(environ),
+        "namespace": require(environ, "NAMESPACE"),
+        "deployment_name": require(environ, "DEPLOYMENT_NAME"),
+    }
+
+
 _ssm_lock = threading.Lock()
 _ssm_cache: dict[str, str] = {}
 

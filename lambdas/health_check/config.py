@@ -23,7 +23,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lambdas.common.env import ConfigurationError, optional_or_none, positive_int, region, require, seconds
+from lambdas.common.env import (
+    ConfigurationError,
+    optional_or_none,
+    positive_int,
+    require,
+    seconds,
+    workload_cluster,
+)
 
 PROTOCOLS = ("http", "grpc")
 MODES = ("gate", "canary")
@@ -84,12 +91,7 @@ class HealthCheckConfig:
         release = tuple((name, value) for name in RELEASE_VARIABLES if (value := optional_or_none(env, name)))
         models = tuple(m.strip() for m in (optional_or_none(env, "EXPECTED_MODELS") or "").split(",") if m.strip())
         return cls(
-            cluster_name=require(env, "CLUSTER_NAME"),
-            cluster_endpoint=require(env, "CLUSTER_ENDPOINT"),
-            cluster_ca=require(env, "CLUSTER_CA"),
-            region=region(env),
-            namespace=require(env, "NAMESPACE"),
-            deployment_name=require(env, "DEPLOYMENT_NAME"),
+            **workload_cluster(env),
             triton_url=triton_url,
             triton_url_parameter=triton_url_parameter,
             rollout_timeout_seconds=seconds(env, "ROLLOUT_TIMEOUT_SECONDS"),

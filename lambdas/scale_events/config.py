@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lambdas.common.env import ConfigurationError, optional_or_none, region, require, seconds
+from lambdas.common.env import ConfigurationError, optional_or_none, require, seconds, workload_cluster
 
 EVENT_TTL_SECONDS = 3600.0  # kube-apiserver --event-ttl default
 
@@ -84,12 +84,7 @@ class ScaleEventsConfig:
                 step_seconds=seconds(env, "SIGNAL_STEP_SECONDS"),
             )
         return cls(
-            cluster_name=require(env, "CLUSTER_NAME"),
-            cluster_endpoint=require(env, "CLUSTER_ENDPOINT"),
-            cluster_ca=require(env, "CLUSTER_CA"),
-            region=region(env),
-            namespace=require(env, "NAMESPACE"),
-            deployment_name=require(env, "DEPLOYMENT_NAME"),
+            **workload_cluster(env),
             hpa_name=require(env, "HPA_NAME"),
             metrics_namespace=require(env, "METRICS_NAMESPACE"),
             stage=require(env, "STAGE"),

@@ -27,6 +27,7 @@ from lambdas.inference_endpoint import handler as handler_module
 from lambdas.inference_endpoint.findings import summarize_mask
 from radstream_triton.cpu_repository import build_cpu_repository
 from radstream_triton.server import LocalTritonServer
+from tests.unit.lambdas.test_inference_endpoint_faults import logged_lines
 from tests.unit.lambdas.test_inference_endpoint_support import (
     INPUT_BUCKET,
     LOG_HASH_KEY,
@@ -77,16 +78,6 @@ def study_png(chest_xray_bytes: bytes, index: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def logged_lines(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> list[str]:
-    formatter = handler_module.logger.registered_formatter
-    records = [
-        formatter.format(record) if record.name == handler_module.logger.name else record.getMessage()
-        for record in caplog.records
-    ]
-    captured = capsys.readouterr()
-    return [line for line in [*records, *(captured.out + captured.err).splitlines()] if line.strip()]
 
 
 def test_a_burst_survives_triton_killed_and_restarted(
@@ -165,7 +156,7 @@ def test_a_burst_survives_triton_killed_and_restarted(
             if not own:
                 bad.append(study)  # mixed: the summary is another study's, or its mask another run's
 
-    lines = logged_lines(caplog, capsys)
+    lines = logged_lines(capsys, caplog)
     clear = [line for line in lines if any(study in line for study in studies) or LOG_HASH_KEY in line]
     retried = sum(report.lambda_attempts - 1 for report in reports.values())
     print(

@@ -430,6 +430,20 @@ def crash_looping_pod(restarts: int = 5) -> Obj:
     )
 
 
+def old_replica_set_crash_looping_pod() -> Obj:
+    """Revision 3's pod (the old ReplicaSet), crash-looping with 9 restarts, during a fix-forward."""
+    return pod(
+        f"{DEPLOYMENT}-{OLD_HASH}-old01",
+        uid=UID_OLD,
+        created_s=-600,
+        scheduled_s=-599,
+        restarts=9,
+        waiting_reason="CrashLoopBackOff",
+        last_exit_code=1,
+        template_hash=OLD_HASH,
+    )
+
+
 def image_pull_backoff_pod() -> Obj:
     """A new pod whose first image pull failed (ECR throttled, the copy still finishing): no restart yet."""
     return pod(
@@ -458,16 +472,7 @@ def all_objects() -> list[Obj]:
         replica_set(),
         *replica_sets_of_fix_forward(),
         image_pull_backoff_pod(),
-        pod(
-            f"{DEPLOYMENT}-{OLD_HASH}-old01",
-            uid=UID_OLD,
-            created_s=-600,
-            scheduled_s=-599,
-            restarts=9,
-            waiting_reason="CrashLoopBackOff",
-            last_exit_code=1,
-            template_hash=OLD_HASH,
-        ),
+        old_replica_set_crash_looping_pod(),
         pod(
             f"{DEPLOYMENT}-5d8f7c9b6d-nogat", uid=UID_A, created_s=-60, scheduled_s=-59, ready_s=-30, target_health=None
         ),

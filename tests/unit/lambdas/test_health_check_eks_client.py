@@ -307,16 +307,7 @@ def test_the_real_client_reports_a_missing_deployment_as_not_found() -> None:
 def test_the_real_client_waits_a_fix_forward_out_through_the_api() -> None:
     """The rollout wait over the real kubernetes client and the API's paths: the Deployment, its
     ReplicaSets and pods; the old ReplicaSet's crash-looping pod does not fail the fix (revision 4)."""
-    old = fx.pod(
-        f"{fx.DEPLOYMENT}-{fx.OLD_HASH}-old01",
-        uid=fx.UID_OLD,
-        created_s=-600,
-        scheduled_s=-599,
-        restarts=9,
-        waiting_reason="CrashLoopBackOff",
-        last_exit_code=1,
-        template_hash=fx.OLD_HASH,
-    )
+    old = fx.old_replica_set_crash_looping_pod()
     cluster = fx.Cluster(
         deployment=fx.deployment(revision=4),
         pods=[*fx.steady_pods(), old],

@@ -193,16 +193,7 @@ def test_ready_replicas_do_not_hide_a_crash_looping_pod() -> None:
 
 def test_an_old_replica_set_pod_in_back_off_does_not_fail_a_fix_forward() -> None:
     """Defect 4: revision 3's pod crash-loops (9 restarts) while revision 4, the fix, rolls out."""
-    old = fx.pod(
-        f"{fx.DEPLOYMENT}-{fx.OLD_HASH}-old01",
-        uid=fx.UID_OLD,
-        created_s=-600,
-        scheduled_s=-599,
-        restarts=9,
-        waiting_reason="CrashLoopBackOff",
-        last_exit_code=1,
-        template_hash=fx.OLD_HASH,
-    )
+    old = fx.old_replica_set_crash_looping_pod()
     rolling = fx.deployment(replicas=2, updated=2, ready=2, total=3, revision=4)
     replica_sets = fx.replica_sets_of_fix_forward()
     clock = Clock()
